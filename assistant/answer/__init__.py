@@ -1,0 +1,1 @@
+"""Answerers compose a reply from retrieved passages: extractive offline, LLM when configured."""

@@ -1,0 +1,98 @@
+"""Settings, read once from the environment (prefix ``ASSISTANT_``) and ``.env``.
+
+Build them with :func:`get_settings` and pass the object down; no other module reads
+``os.environ``. Tests construct :class:`Settings` directly.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import AliasChoices, Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+
+class Settings(BaseSettings):
+    """Every tunable of the assistant. Each field is documented in the README."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="ASSISTANT_", env_file=".env", extra="ignore", populate_by_name=True
+    )
+
+    data_dir: Path = Field(Path("./data"), description="SQLite, Chroma and caches live here.")
+    kb_dir: Path = Field(Path("./knowledge_base"), description="The articles to ingest.")
+    database_url: str | None = Field(
+        None, description="Any SQLAlchemy URL; default is a SQLite file in the data dir."
+    )
+    chroma_url: str | None = Field(
+        None, description="http://host:port of a Chroma server; unset means embedded Chroma."
+    )
+    chroma_collection: str = Field("kb_chunks", description="Chroma collection holding chunks.")
+
+    embedding_backend: Literal["local", "openai"] = Field(
+        "local", description="local ONNX MiniLM, or an OpenAI-compatible embeddings endpoint."
+    )
+    embedding_model: str = Field(
+        "text-embedding-3-small", description="Model name for the openai embedding backend."
+    )
+    embedding_base_url: str | None = Field(
+        None, description="Embeddings endpoint; defaults to the LLM base URL."
+    )
+    embed_threads: int = Field(0, ge=0, description="ONNX intra-op threads; 0 lets ORT decide.")
+    embed_batch_size: int = Field(32, ge=1, le=512, description="Texts per embedding batch.")
+
+    llm_base_url: str | None = Field(None, description="OpenAI-compatible chat endpoint.")
+    llm_model: str = Field("gpt-4o-mini", description="Chat model name.")
+    openai_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices("OPENAI_API_KEY", "ASSISTANT_OPENAI_API_KEY"),
+        description="Key for the OpenAI-compatible endpoints.",
+    )
+
+    chunk_size: int = Field(1200, ge=200, le=8000, description="Max characters per chunk.")
+    chunk_overlap: int = Field(150, ge=0, le=2000, description="Characters shared by chunks.")
+    retrieval_k: int = Field(5, ge=1, le=50, description="Passages returned per query.")
+    answer_min_confidence: float = Field(
+        0.4,
+        ge=0.0,
+        le=1.0,
+        description="Below this retrieval confidence the bot abstains and offers a person.",
+    )
+    max_message_chars: int = Field(
+        4000, ge=1, le=100_000, description="Longest customer message accepted."
+    )
+    idempotency_stale_seconds: int = Field(
+        60, ge=1, description="A pending idempotent request older than this may be resumed."
+    )
+
+    widget_secret: SecretStr | None = Field(
+        None, description="HMAC secret for identity verification of signed-in customers."
+    )
+    admin_token: SecretStr | None = Field(None, description="Bootstrap admin credential.")
+    host: str = Field("127.0.0.1", description="Address `assistant serve` binds.")
+    port: int = Field(8000, ge=1, le=65535, description="Port `assistant serve` binds.")
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL, defaulting to a SQLite file inside the data dir."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'assistant.db').resolve()}"
+
+    @property
+    def chroma_path(self) -> Path:
+        """Where embedded Chroma persists."""
+        return self.data_dir / "chroma"
+
+    @property
+    def llm_enabled(self) -> bool:
+        """True when an OpenAI-compatible chat endpoint is configured."""
+        return bool(self.llm_base_url)
+
+
+@lru_cache(maxsize=1)
+def get_settings() -> Settings:
+    """The process-wide settings, read from the environment once."""
+    return Settings()

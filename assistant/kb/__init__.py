@@ -1,0 +1,1 @@
+"""The knowledge base: load articles, chunk them, ingest incrementally, retrieve."""

@@ -1,0 +1,85 @@
+"""The composition root: builds every long-lived component from settings, once.
+
+The CLI and the web app's lifespan both call :func:`build_runtime`; tests inject a
+hashing embedder and a temporary Chroma client.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from chromadb.api import ClientAPI
+
+from assistant.answer.extractive import ExtractiveAnswerer
+from assistant.config import Settings
+from assistant.conversations import ConversationService, event_logger
+from assistant.embeddings import Embedder
+from assistant.engine import Engine
+from assistant.events import EventBus
+from assistant.kb.components import KnowledgeBase, build_knowledge_base
+from assistant.kb.ingest import IngestReport
+from assistant.policy import EscalationPolicy
+from assistant.storage.db import make_engine, migrate
+from assistant.storage.repos import Store
+
+
+@dataclass
+class Runtime:
+    """Everything a running assistant holds for its lifetime."""
+
+    settings: Settings
+    store: Store
+    kb: KnowledgeBase
+    bus: EventBus
+    engine: Engine
+    conversations: ConversationService
+
+    def ingest(self, *, rebuild: bool = False) -> IngestReport:
+        """Ingest the configured KB dir and make the result searchable at once."""
+        report = self.kb.ingestor.ingest(self.settings.kb_dir, rebuild=rebuild)
+        self.kb.retriever.refresh()
+        return report
+
+    def ensure_ingested(self) -> IngestReport | None:
+        """Ingest the KB if the index is empty (first run); otherwise do nothing."""
+        if self.kb.index.count() > 0:
+            return None
+        return self.ingest()
+
+    def close(self) -> None:
+        """Release database connections."""
+        self.store.dispose()
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    embedder: Embedder | None = None,
+    chroma_client: ClientAPI | None = None,
+) -> Runtime:
+    """Wire storage (migrated), knowledge base, engine and services."""
+    db = make_engine(settings.resolved_database_url)
+    migrate(db)
+    store = Store(db)
+    kb = build_knowledge_base(settings, embedder=embedder, client=chroma_client)
+    bus = EventBus()
+    bus.subscribe(event_logger(store))
+    engine = Engine(
+        retriever=kb.retriever,
+        answerer=ExtractiveAnswerer(),
+        policy=EscalationPolicy(),
+        bus=bus,
+        retrieval_k=settings.retrieval_k,
+        min_confidence=settings.answer_min_confidence,
+    )
+    conversations = ConversationService(
+        store=store,
+        engine=engine,
+        widget_secret=settings.widget_secret.get_secret_value() if settings.widget_secret else None,
+        max_message_chars=settings.max_message_chars,
+        idempotency_stale_after=timedelta(seconds=settings.idempotency_stale_seconds),
+    )
+    return Runtime(
+        settings=settings, store=store, kb=kb, bus=bus, engine=engine, conversations=conversations
+    )

@@ -1,0 +1,646 @@
+"""All database queries of the assistant, behind :class:`Store`.
+
+Every public method is one short transaction and returns records from
+:mod:`assistant.storage.records`, never ORM objects. Writers lock the conversation row
+they touch (``SELECT ... FOR UPDATE`` on PostgreSQL, ``BEGIN IMMEDIATE`` on SQLite), so
+per conversation message ids are assigned in commit order and idempotency decisions are
+made one request at a time.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import Engine, func, select, text
+from sqlalchemy.exc import IntegrityError, SQLAlchemyError
+from sqlalchemy.orm import Session
+
+from assistant.errors import (
+    Conflict,
+    IdempotencyInProgress,
+    IdempotencyMismatch,
+    InvalidInput,
+    NotFound,
+)
+from assistant.storage.db import session_factory
+from assistant.storage.records import (
+    BeginOutcome,
+    ConversationRecord,
+    CustomerRecord,
+    EventRecord,
+    MessageRecord,
+)
+from assistant.storage.tables import (
+    Conversation,
+    Customer,
+    Event,
+    IdempotencyKey,
+    Message,
+    new_id,
+    utcnow,
+)
+
+MESSAGE_ROLES = frozenset({"customer", "assistant", "agent", "system"})
+MAX_IDEMPOTENCY_KEY_CHARS = 255
+
+# How often a write that lost a unique-constraint race is retried (it then reads the
+# winner's row, so one retry is enough; the extra one covers a second unlucky race).
+_RACE_RETRIES = 3
+
+
+def _customer(row: Customer) -> CustomerRecord:
+    return CustomerRecord(
+        id=row.id,
+        external_id=row.external_id,
+        email=row.email,
+        name=row.name,
+        plan=row.plan,
+        verified=row.verified,
+        created_at=row.created_at,
+    )
+
+
+def _conversation(row: Conversation) -> ConversationRecord:
+    return ConversationRecord(
+        id=row.id,
+        customer_id=row.customer_id,
+        status=row.status,
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+    )
+
+
+def _message(row: Message) -> MessageRecord:
+    return MessageRecord(
+        id=row.id,
+        conversation_id=row.conversation_id,
+        role=row.role,
+        text=row.text,
+        annotations=dict(row.annotations or {}),
+        created_at=row.created_at,
+    )
+
+
+def _event(row: Event) -> EventRecord:
+    return EventRecord(
+        id=row.id,
+        type=row.type,
+        conversation_id=row.conversation_id,
+        customer_id=row.customer_id,
+        payload=dict(row.payload or {}),
+        created_at=row.created_at,
+    )
+
+
+class Store:
+    """The assistant's persistence API over one engine (SQLite or PostgreSQL).
+
+    Args:
+        engine: An engine from :func:`assistant.storage.db.make_engine`, already migrated.
+    """
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._write = session_factory(engine)
+        self._read = session_factory(engine, read_only=True)
+
+    # -- customers -------------------------------------------------------------------
+
+    def create_customer(
+        self,
+        *,
+        external_id: str | None,
+        email: str | None,
+        name: str | None,
+        plan: str | None,
+        verified: bool,
+    ) -> CustomerRecord:
+        """Insert a new customer.
+
+        Args:
+            external_id: The host application's id for the customer, if known.
+            email: Email address.
+            name: Display name.
+            plan: The customer's plan or tier.
+            verified: Whether the host application vouched for this identity.
+
+        Returns:
+            The stored customer.
+
+        Raises:
+            Conflict: A customer with this ``external_id`` already exists.
+        """
+        try:
+            with self._write.begin() as session:
+                row = Customer(
+                    id=new_id(),
+                    external_id=external_id,
+                    email=email,
+                    name=name,
+                    plan=plan,
+                    verified=verified,
+                    created_at=utcnow(),
+                )
+                session.add(row)
+                session.flush()
+                return _customer(row)
+        except IntegrityError as exc:
+            raise Conflict(f"a customer with external id {external_id!r} exists") from exc
+
+    def upsert_customer(
+        self,
+        *,
+        external_id: str | None,
+        email: str | None,
+        name: str | None,
+        plan: str | None,
+        verified: bool,
+    ) -> CustomerRecord:
+        """Create a customer, or update the one with the same ``external_id``.
+
+        An existing customer gets ``email``, ``name``, ``plan`` and ``verified`` replaced
+        by the given values (``None`` included: the host application is the source of
+        truth). Without ``external_id`` this always creates a new customer.
+
+        Args:
+            external_id: The host application's id for the customer, if known.
+            email: Email address.
+            name: Display name.
+            plan: The customer's plan or tier.
+            verified: Whether the host application vouched for this identity.
+
+        Returns:
+            The stored customer.
+        """
+        if external_id is None:
+            return self.create_customer(
+                external_id=None, email=email, name=name, plan=plan, verified=verified
+            )
+        for attempt in range(_RACE_RETRIES):
+            try:
+                with self._write.begin() as session:
+                    row = session.scalars(
+                        select(Customer)
+                        .where(Customer.external_id == external_id)
+                        .with_for_update()
+                    ).one_or_none()
+                    if row is None:
+                        row = Customer(id=new_id(), external_id=external_id, created_at=utcnow())
+                        session.add(row)
+                    row.email = email
+                    row.name = name
+                    row.plan = plan
+                    row.verified = verified
+                    session.flush()
+                    return _customer(row)
+            except IntegrityError:
+                # A concurrent upsert inserted the same external_id first; the next
+                # round finds its row and updates it.
+                if attempt == _RACE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def get_customer(self, customer_id: str) -> CustomerRecord | None:
+        """Load a customer by id.
+
+        Args:
+            customer_id: The customer's id.
+
+        Returns:
+            The customer, or ``None`` when there is none with that id.
+        """
+        with self._read() as session:
+            row = session.get(Customer, customer_id)
+            return _customer(row) if row is not None else None
+
+    # -- conversations ---------------------------------------------------------------
+
+    def create_conversation(
+        self, *, customer_id: str | None, token_hash: str
+    ) -> ConversationRecord:
+        """Start a conversation in status "bot".
+
+        Args:
+            customer_id: The customer it belongs to, if any.
+            token_hash: sha256 hex digest of the conversation's access token.
+
+        Returns:
+            The stored conversation.
+
+        Raises:
+            NotFound: ``customer_id`` names no customer.
+        """
+        now = utcnow()
+        try:
+            with self._write.begin() as session:
+                row = Conversation(
+                    id=new_id(),
+                    customer_id=customer_id,
+                    token_hash=token_hash,
+                    status="bot",
+                    created_at=now,
+                    updated_at=now,
+                )
+                session.add(row)
+                session.flush()
+                return _conversation(row)
+        except IntegrityError as exc:
+            raise NotFound(f"no customer {customer_id!r}") from exc
+
+    def get_conversation(self, conversation_id: str) -> ConversationRecord | None:
+        """Load a conversation by id.
+
+        Args:
+            conversation_id: The conversation's id.
+
+        Returns:
+            The conversation, or ``None`` when there is none with that id.
+        """
+        with self._read() as session:
+            row = session.get(Conversation, conversation_id)
+            return _conversation(row) if row is not None else None
+
+    def conversation_token_hash(self, conversation_id: str) -> str | None:
+        """The stored token hash of a conversation, for constant-time comparison.
+
+        Args:
+            conversation_id: The conversation's id.
+
+        Returns:
+            The sha256 hex digest, or ``None`` when the conversation does not exist.
+        """
+        with self._read() as session:
+            return session.scalar(
+                select(Conversation.token_hash).where(Conversation.id == conversation_id)
+            )
+
+    # -- messages --------------------------------------------------------------------
+
+    def begin_customer_message(
+        self,
+        *,
+        conversation_id: str,
+        text: str,
+        idempotency_key: str | None,
+        request_hash: str,
+        stale_after: timedelta,
+    ) -> BeginOutcome:
+        """Store a customer's message, honouring the client's Idempotency-Key.
+
+        Without a key the message is always stored. With a key seen before in this
+        conversation: a different ``request_hash`` is refused, a finished request is
+        replayed, a pending one younger than ``stale_after`` is reported as in progress,
+        and an older pending one is handed back for resumption (its ``updated_at`` is
+        refreshed so only one caller resumes it). Concurrent calls with one key yield a
+        single "new".
+
+        Args:
+            conversation_id: The conversation receiving the message.
+            text: The message text.
+            idempotency_key: The client's Idempotency-Key (1-255 characters), if any.
+            request_hash: sha256 hex digest of the request body, to detect key reuse.
+            stale_after: How long a pending request may run before it may be resumed.
+
+        Returns:
+            What happened, with the stored message(s).
+
+        Raises:
+            InvalidInput: The key is empty or too long.
+            NotFound: The conversation does not exist.
+            IdempotencyMismatch: The key was used with a different request body.
+            IdempotencyInProgress: The first request with this key is still running.
+        """
+        if idempotency_key is not None and not (
+            0 < len(idempotency_key) <= MAX_IDEMPOTENCY_KEY_CHARS
+        ):
+            raise InvalidInput(
+                f"Idempotency-Key must be 1 to {MAX_IDEMPOTENCY_KEY_CHARS} characters"
+            )
+        for attempt in range(_RACE_RETRIES):
+            try:
+                with self._write.begin() as session:
+                    conversation = self._lock_conversation(session, conversation_id)
+                    now = utcnow()
+                    if idempotency_key is not None:
+                        existing = session.get(IdempotencyKey, (conversation_id, idempotency_key))
+                        if existing is not None:
+                            return self._continue_key(
+                                session, existing, request_hash, now - stale_after, now
+                            )
+                    message = self._insert_message(
+                        session, conversation, role="customer", text=text, annotations={}, now=now
+                    )
+                    self._add_event(
+                        session,
+                        type="message.received",
+                        conversation=conversation,
+                        payload={"message_id": message.id, "chars": len(text)},
+                        now=now,
+                    )
+                    if idempotency_key is not None:
+                        session.add(
+                            IdempotencyKey(
+                                conversation_id=conversation_id,
+                                key=idempotency_key,
+                                request_hash=request_hash,
+                                status="pending",
+                                customer_message_id=message.id,
+                                created_at=now,
+                                updated_at=now,
+                            )
+                        )
+                        session.flush()
+                    return BeginOutcome(kind="new", customer_message=_message(message))
+            except IntegrityError:
+                # Only a same-key request committing first gets here (the conversation
+                # lock normally prevents even that); re-reading classifies this one.
+                if idempotency_key is None or attempt == _RACE_RETRIES - 1:
+                    raise
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def record_reply(
+        self,
+        *,
+        conversation_id: str,
+        text: str,
+        annotations: dict[str, Any],
+        idempotency_key: str | None,
+        customer_message_id: int,
+    ) -> MessageRecord:
+        """Store the assistant's answer and complete the idempotent request, atomically.
+
+        If the request was already completed (a stale attempt finishing after the one
+        that resumed it), nothing is stored and the reply recorded first is returned, so
+        a conversation never gets two answers to one idempotent request.
+
+        Args:
+            conversation_id: The conversation being answered.
+            text: The answer text.
+            annotations: Sources, confidence and similar metadata for the answer.
+            idempotency_key: The key given to :meth:`begin_customer_message`, if any.
+            customer_message_id: The id of the message being answered.
+
+        Returns:
+            The stored assistant message.
+
+        Raises:
+            NotFound: The conversation, or the idempotency key in it, does not exist.
+        """
+        with self._write.begin() as session:
+            conversation = self._lock_conversation(session, conversation_id)
+            now = utcnow()
+            key_row = None
+            if idempotency_key is not None:
+                key_row = session.get(IdempotencyKey, (conversation_id, idempotency_key))
+                if key_row is None:
+                    raise NotFound(f"no idempotency key {idempotency_key!r} in this conversation")
+                if key_row.status == "done" and key_row.reply_message_id is not None:
+                    return _message(session.get_one(Message, key_row.reply_message_id))
+            message = self._insert_message(
+                session, conversation, role="assistant", text=text, annotations=annotations, now=now
+            )
+            self._add_event(
+                session,
+                type="answer.sent",
+                conversation=conversation,
+                payload={"message_id": message.id, "reply_to": customer_message_id},
+                now=now,
+            )
+            if key_row is not None:
+                key_row.status = "done"
+                key_row.reply_message_id = message.id
+                key_row.updated_at = now
+            return _message(message)
+
+    def add_message(
+        self,
+        *,
+        conversation_id: str,
+        role: str,
+        text: str,
+        annotations: dict[str, Any] | None = None,
+    ) -> MessageRecord:
+        """Append a message without idempotency handling (agents, system notes).
+
+        Args:
+            conversation_id: The conversation.
+            role: One of "customer", "assistant", "agent", "system".
+            text: The message text.
+            annotations: Optional metadata stored with the message.
+
+        Returns:
+            The stored message.
+
+        Raises:
+            InvalidInput: Unknown role.
+            NotFound: The conversation does not exist.
+        """
+        if role not in MESSAGE_ROLES:
+            raise InvalidInput(f"unknown message role {role!r}")
+        with self._write.begin() as session:
+            conversation = self._lock_conversation(session, conversation_id)
+            message = self._insert_message(
+                session,
+                conversation,
+                role=role,
+                text=text,
+                annotations=annotations or {},
+                now=utcnow(),
+            )
+            return _message(message)
+
+    def list_messages(
+        self, *, conversation_id: str, after: int | None = None, limit: int = 200
+    ) -> list[MessageRecord]:
+        """A conversation's messages in order.
+
+        Args:
+            conversation_id: The conversation.
+            after: Only messages with an id greater than this one.
+            limit: At most this many messages (the oldest first).
+
+        Returns:
+            The messages ordered by id.
+        """
+        query = select(Message).where(Message.conversation_id == conversation_id)
+        if after is not None:
+            query = query.where(Message.id > after)
+        query = query.order_by(Message.id).limit(max(limit, 0))
+        with self._read() as session:
+            return [_message(row) for row in session.scalars(query)]
+
+    def count_messages(self, *, conversation_id: str | None = None) -> int:
+        """Count messages, in one conversation or overall.
+
+        Args:
+            conversation_id: Restrict the count to this conversation.
+
+        Returns:
+            The number of messages.
+        """
+        query = select(func.count()).select_from(Message)
+        if conversation_id is not None:
+            query = query.where(Message.conversation_id == conversation_id)
+        with self._read() as session:
+            return int(session.scalar(query) or 0)
+
+    # -- events ----------------------------------------------------------------------
+
+    def append_event(
+        self,
+        *,
+        type: str,
+        conversation_id: str | None = None,
+        customer_id: str | None = None,
+        payload: dict[str, Any] | None = None,
+    ) -> int:
+        """Append an entry to the interaction log.
+
+        Args:
+            type: Dotted event name, e.g. "handoff.requested".
+            conversation_id: The conversation it concerns, if any.
+            customer_id: The customer it concerns, if any.
+            payload: JSON-serialisable details.
+
+        Returns:
+            The event's id.
+        """
+        with self._write.begin() as session:
+            row = Event(
+                type=type,
+                conversation_id=conversation_id,
+                customer_id=customer_id,
+                payload=payload or {},
+                created_at=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
+    def list_events(
+        self, *, conversation_id: str | None = None, type: str | None = None, limit: int = 1000
+    ) -> list[EventRecord]:
+        """Log entries in order, optionally filtered.
+
+        Args:
+            conversation_id: Only events of this conversation.
+            type: Only events of this type.
+            limit: At most this many events (the oldest first).
+
+        Returns:
+            The events ordered by id.
+        """
+        query = select(Event)
+        if conversation_id is not None:
+            query = query.where(Event.conversation_id == conversation_id)
+        if type is not None:
+            query = query.where(Event.type == type)
+        query = query.order_by(Event.id).limit(max(limit, 0))
+        with self._read() as session:
+            return [_event(row) for row in session.scalars(query)]
+
+    # -- health ----------------------------------------------------------------------
+
+    def integrity_ok(self) -> bool:
+        """Whether the database answers and (on SQLite) passes ``PRAGMA integrity_check``.
+
+        Returns:
+            ``True`` when healthy, ``False`` on a failed check or a database error.
+        """
+        try:
+            with self._read() as session:
+                if self._engine.dialect.name == "sqlite":
+                    rows = session.execute(text("PRAGMA integrity_check")).scalars().all()
+                    return rows == ["ok"]
+                return session.execute(text("SELECT 1")).scalar() == 1
+        except SQLAlchemyError:
+            return False
+
+    def dispose(self) -> None:
+        """Close all pooled connections."""
+        self._engine.dispose()
+
+    # -- helpers ---------------------------------------------------------------------
+
+    @staticmethod
+    def _lock_conversation(session: Session, conversation_id: str) -> Conversation:
+        # FOR UPDATE serializes writers per conversation on PostgreSQL (SQLite ignores
+        # it; BEGIN IMMEDIATE already serializes all writers there).
+        row = session.scalars(
+            select(Conversation).where(Conversation.id == conversation_id).with_for_update()
+        ).one_or_none()
+        if row is None:
+            raise NotFound(f"no conversation {conversation_id!r}")
+        return row
+
+    @staticmethod
+    def _insert_message(
+        session: Session,
+        conversation: Conversation,
+        *,
+        role: str,
+        text: str,
+        annotations: dict[str, Any],
+        now: datetime,
+    ) -> Message:
+        message = Message(
+            conversation_id=conversation.id,
+            role=role,
+            text=text,
+            annotations=dict(annotations),
+            created_at=now,
+        )
+        session.add(message)
+        conversation.updated_at = now
+        session.flush()
+        return message
+
+    @staticmethod
+    def _add_event(
+        session: Session,
+        *,
+        type: str,
+        conversation: Conversation,
+        payload: dict[str, Any],
+        now: datetime,
+    ) -> None:
+        session.add(
+            Event(
+                type=type,
+                conversation_id=conversation.id,
+                customer_id=conversation.customer_id,
+                payload=payload,
+                created_at=now,
+            )
+        )
+
+    @staticmethod
+    def _continue_key(
+        session: Session,
+        row: IdempotencyKey,
+        request_hash: str,
+        fresh_since: datetime,
+        now: datetime,
+    ) -> BeginOutcome:
+        if row.request_hash != request_hash:
+            raise IdempotencyMismatch(
+                "this Idempotency-Key was already used with a different request body"
+            )
+        customer_message = _message(session.get_one(Message, row.customer_message_id))
+        if row.status == "done":
+            reply = (
+                _message(session.get_one(Message, row.reply_message_id))
+                if row.reply_message_id is not None
+                else None
+            )
+            return BeginOutcome(
+                kind="replay", customer_message=customer_message, reply_message=reply
+            )
+        if row.updated_at > fresh_since:
+            raise IdempotencyInProgress(
+                "a request with this Idempotency-Key is still being processed"
+            )
+        # Refreshing the timestamp hands the resumption to this caller alone.
+        row.updated_at = now
+        return BeginOutcome(kind="resume", customer_message=customer_message)

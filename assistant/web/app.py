@@ -1,0 +1,53 @@
+"""The FastAPI application factory.
+
+``create_app(settings)`` builds the runtime once in the lifespan (database, Chroma,
+embedder, engine) and keeps it on ``app.state``; routes read it through ``deps``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from assistant import __version__
+from assistant.config import Settings, get_settings
+from assistant.runtime import Runtime, build_runtime
+from assistant.web.api import conversations, health
+from assistant.web.errors import install_error_handlers
+from assistant.web.limits import BodySizeLimit
+
+MAX_BODY_BYTES = 256 * 1024
+
+
+def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
+    """Build the app. Pass ``runtime`` to reuse components (tests); else they are built here."""
+    settings = settings or (runtime.settings if runtime else get_settings())
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        owned = runtime is None
+        app.state.runtime = runtime or build_runtime(settings)
+        try:
+            yield
+        finally:
+            if owned:
+                app.state.runtime.close()
+
+    app = FastAPI(
+        title="Support assistant",
+        version=__version__,
+        lifespan=lifespan,
+        description="Customer chat API: answers from the knowledge base, hands off to people.",
+    )
+    install_error_handlers(app)
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.include_router(health.router)
+    app.include_router(conversations.router)
+    return app
+
+
+def app_from_environment() -> FastAPI:
+    """Factory for ``uvicorn --factory`` (used by ``assistant serve --workers N``)."""
+    return create_app(get_settings())

@@ -1,0 +1,80 @@
+"""The one place where errors become HTTP responses.
+
+Every error body has the same shape, ``{"error": {"code": ..., "message": ...}}``, with a
+message a developer can act on. Unexpected exceptions become a 500 without internals.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from assistant.errors import (
+    AssistantError,
+    Conflict,
+    IdempotencyMismatch,
+    InvalidInput,
+    NotFound,
+    Unauthorized,
+)
+
+logger = logging.getLogger(__name__)
+
+_STATUS: list[tuple[type[AssistantError], int, str]] = [
+    (IdempotencyMismatch, 422, "idempotency_key_reused"),
+    (Conflict, 409, "conflict"),
+    (InvalidInput, 422, "invalid_input"),
+    (NotFound, 404, "not_found"),
+    (Unauthorized, 401, "unauthorized"),
+]
+
+
+def error_response(status: int, code: str, message: str, **extra: Any) -> JSONResponse:
+    """A JSON error response in the project's shape."""
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    return JSONResponse(
+        {"error": {"code": code, "message": message, **extra}}, status_code=status, headers=headers
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    """Register the handlers on ``app``."""
+
+    @app.exception_handler(AssistantError)
+    async def _domain(_: Request, exc: AssistantError) -> JSONResponse:
+        for kind, status, code in _STATUS:
+            if isinstance(exc, kind):
+                return error_response(status, code, str(exc))
+        logger.error("unmapped domain error: %r", exc)
+        return error_response(500, "internal_error", "the server failed to handle the request")
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(_: Request, exc: RequestValidationError) -> JSONResponse:
+        details = [
+            {"field": ".".join(str(p) for p in err["loc"]), "problem": err["msg"]}
+            for err in exc.errors()
+        ]
+        summary = "; ".join(f"{d['field']}: {d['problem']}" for d in details[:5])
+        return error_response(
+            422, "validation_error", f"invalid request: {summary}", details=details
+        )
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {
+            401: "unauthorized",
+            404: "not_found",
+            405: "method_not_allowed",
+            413: "payload_too_large",
+        }.get(exc.status_code, "http_error")
+        return error_response(exc.status_code, code, str(exc.detail))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
+        logger.exception("unhandled error", exc_info=exc)
+        return error_response(500, "internal_error", "the server failed to handle the request")
