@@ -26,6 +26,8 @@ _WORD = re.compile(r"[a-z0-9]+")
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*+])\s+")
 _ORDERED_ITEM = re.compile(r"^\s*\d+[.)]\s+")
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`*\"'(])")
+_HOW_TO = frozenset({"how", "steps", "step", "setup", "set", "configur", "enabl", "connect",
+                     "reset", "chang", "add", "creat", "instal", "turn", "updat", "cancel"})
 _STOP = frozenset(
     [
         "a",
@@ -172,10 +174,13 @@ class ExtractiveAnswerer:
             return Answer(text=ABSTAIN_TEXT, abstained=True, answerer=self.name)
         sources = self._pick_sources(retrieval.passages)
         query_terms = _terms(question)
+        asks_how = bool(_HOW_TO & {_stem(w) for w in _WORD.findall(question.lower())})
         sections: list[str] = []
         citations: list[Citation] = []
         for n, passage in enumerate(sources, start=1):
             body = self._extract(passage, query_terms, primary=n == 1)
+            if n == 1 and asks_how and not _ORDERED_ITEM.search(body):
+                body = self._with_sibling_procedure(body, passage, retrieval.passages)
             if not body:
                 continue
             citations.append(
@@ -206,6 +211,21 @@ class ExtractiveAnswerer:
                 picked.append(other)
                 break
         return picked
+
+    def _with_sibling_procedure(self, body: str, best: Passage, passages: list[Passage]) -> str:
+        """Add the steps of another section of the same article, when the question asks how.
+
+        Headings split an article into chunks, so "how do I..." often lands on the intro
+        while the numbered steps sit in the next section.
+        """
+        for other in passages[1:]:
+            if other.article_id != best.article_id:
+                continue
+            steps = [u for u in split_units(other.chunk.text)
+                     if u.kind == "list" and _ORDERED_ITEM.match(u.text)]
+            if steps:
+                return f"{body}\n\n{_trim_list(steps[0]).text}".strip()
+        return body
 
     def _extract(self, passage: Passage, query_terms: set[str], *, primary: bool) -> str:
         units = split_units(passage.chunk.text)

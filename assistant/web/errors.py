@@ -66,6 +66,12 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and "parsing the body" in str(exc.detail):
+            # FastAPI's words for invalid UTF-8 and JSON nested past the parser's limit.
+            return error_response(
+                422, "malformed_body",
+                "request body is not valid JSON: send UTF-8 encoded JSON without deep nesting",
+            )
         code = {
             401: "unauthorized",
             404: "not_found",

@@ -1,0 +1,159 @@
+"""Shared fixtures: real SQLite and Chroma in temp dirs, a deterministic embedder, a tiny KB."""
+
+from __future__ import annotations
+
+import os
+import textwrap
+from collections.abc import Iterator
+from pathlib import Path
+
+import chromadb
+import pytest
+from chromadb.config import Settings as ChromaSettings
+from fastapi.testclient import TestClient
+
+from assistant.config import Settings
+from assistant.embeddings import HashingEmbedder
+from assistant.runtime import Runtime, build_runtime
+from assistant.web.app import create_app
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED_DATA = ROOT.parent / "shared" / "data"
+
+ARTICLES = {
+    "account/reset-password.md": """\
+        ---
+        title: Reset your password
+        url: https://help.example.test/account/reset-password
+        tags: [account, password]
+        updated: 2026-01-10
+        audience: public
+        ---
+        # Reset your password
+
+        If you forgot your password, you can reset it from the sign-in page.
+
+        ## Steps
+
+        1. Open the sign-in page and click **Forgot password**.
+        2. Enter the email address of your account.
+        3. Open the reset link we email you within 30 minutes.
+        4. Choose a new password of at least 12 characters.
+
+        ## Still no email?
+
+        Check your spam folder. Reset links expire after 30 minutes.
+        """,
+    "billing/refunds.md": """\
+        ---
+        title: Refunds
+        url: https://help.example.test/billing/refunds
+        tags: [billing, refund]
+        updated: 2026-02-01
+        ---
+        # Refunds
+
+        Annual plans can be refunded in full within 14 days of purchase.
+        Monthly plans are not refunded, but you keep access until the end of the period.
+        To request a refund, write to billing with your invoice number.
+        """,
+    "integrations/slack.md": """\
+        ---
+        title: Connect Slack
+        url: https://help.example.test/integrations/slack
+        tags: [integrations, slack]
+        ---
+        # Connect Slack
+
+        Send dashboard alerts to a Slack channel.
+
+        1. Go to **Settings > Integrations > Slack**.
+        2. Click **Connect** and approve the Slack permissions.
+        3. Pick the channel that should receive alerts.
+        """,
+    "account/scim.md": """\
+        ---
+        title: SCIM provisioning
+        url: https://help.example.test/account/scim
+        audience: [enterprise]
+        ---
+        # SCIM provisioning
+
+        The SCIM base URL is https://scim.example.test/v2 and tokens start with scim_.
+        Create the SCIM token under Settings > Security > SCIM.
+        """,
+    "account/ownership.md": """\
+        ---
+        title: Transfer workspace ownership
+        url: https://help.example.test/account/ownership
+        audience: verified
+        ---
+        # Transfer workspace ownership
+
+        The owner opens Settings > General > Transfer ownership and picks the new owner.
+        """,
+}
+
+
+def write_kb(directory: Path, articles: dict[str, str] | None = None) -> Path:
+    """Write articles (path -> dedented text) under ``directory``."""
+    for rel, text in (articles or ARTICLES).items():
+        path = directory / rel
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(textwrap.dedent(text))
+    return directory
+
+
+@pytest.fixture
+def kb_dir(tmp_path: Path) -> Path:
+    return write_kb(tmp_path / "kb")
+
+
+@pytest.fixture
+def settings(tmp_path: Path, kb_dir: Path) -> Settings:
+    return Settings(
+        data_dir=tmp_path / "data", kb_dir=kb_dir, answer_min_confidence=0.0,
+        _env_file=None,  # type: ignore[call-arg]
+    )
+
+
+@pytest.fixture
+def embedder() -> HashingEmbedder:
+    return HashingEmbedder()
+
+
+@pytest.fixture
+def chroma_client(tmp_path: Path) -> chromadb.api.ClientAPI:
+    return chromadb.PersistentClient(
+        path=str(tmp_path / "chroma"), settings=ChromaSettings(anonymized_telemetry=False)
+    )
+
+
+@pytest.fixture
+def runtime(settings: Settings, embedder: HashingEmbedder, chroma_client) -> Iterator[Runtime]:
+    rt = build_runtime(settings, embedder=embedder, chroma_client=chroma_client)
+    rt.ingest()
+    yield rt
+    rt.close()
+
+
+@pytest.fixture
+def client(runtime: Runtime) -> Iterator[TestClient]:
+    with TestClient(create_app(runtime=runtime)) as test_client:
+        yield test_client
+
+
+@pytest.fixture
+def conversation(client: TestClient) -> dict[str, str]:
+    """A started anonymous conversation: {id, token}."""
+    response = client.post("/v1/conversations", json={})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def postgres_url() -> str | None:
+    return os.environ.get("ASSISTANT_TEST_DATABASE_URL")

@@ -1,0 +1,86 @@
+"""The extractive answerer: whole procedures, numbered citations, plain abstention."""
+
+from __future__ import annotations
+
+from assistant.answer.extractive import ABSTAIN_TEXT, ExtractiveAnswerer, split_units
+from assistant.kb.chunking import Chunk
+from assistant.kb.retrieval import Passage, RetrievalResult
+
+
+def passage(text: str, *, article: str = "a.md", title: str = "Reset your password",
+            sim: float = 0.8, section: str = "") -> Passage:
+    chunk = Chunk(chunk_id=f"{article}#0", article_id=article, title=title,
+                  url=f"https://x.test/{article}", section=section, text=text, position=0,
+                  audience=("public",), content_hash="h")
+    return Passage(chunk=chunk, score=0.03, dense_similarity=sim, lexical_score=1.0,
+                   dense_rank=1, lexical_rank=1)
+
+
+def result(*passages: Passage, confidence: float = 0.9) -> RetrievalResult:
+    return RetrievalResult(query="q", passages=list(passages), confidence=confidence,
+                           mode="hybrid")
+
+
+STEPS = """You can reset a forgotten password from the sign-in page.
+
+1. Click **Forgot password**.
+2. Enter your email.
+3. Open the link we send you.
+
+Reset links expire after 30 minutes. Our office is in Berlin."""
+
+
+def test_procedures_are_kept_whole_and_in_order() -> None:
+    answer = ExtractiveAnswerer().answer(
+        question="how do I reset my password", retrieval=result(passage(STEPS)),
+        min_confidence=0.5)
+    assert not answer.abstained
+    text = answer.text
+    assert text.index("1. Click") < text.index("2. Enter") < text.index("3. Open")
+    assert text.startswith("You can reset a forgotten password")
+    assert "Berlin" not in text
+    assert "[1]" in text
+    assert [(c.n, c.article_id) for c in answer.citations] == [(1, "a.md")]
+
+
+def test_picks_relevant_sentences_without_steps() -> None:
+    text = ("Annual plans can be refunded within 14 days. Our logo is blue. "
+            "Monthly plans are not refunded. The office has plants.")
+    answer = ExtractiveAnswerer().answer(
+        question="can I get a refund on a monthly plan", retrieval=result(passage(text)),
+        min_confidence=0.5)
+    assert "Monthly plans are not refunded." in answer.text
+    assert "plants" not in answer.text and "logo" not in answer.text
+
+
+def test_second_source_only_when_nearly_as_relevant() -> None:
+    first = passage("Refunds take 5 days.", article="a.md", title="Refunds", sim=0.80)
+    close = passage("Refunds go to the original card.", article="b.md", title="Cards", sim=0.79)
+    far = passage("Refunds are rare.", article="c.md", title="Other", sim=0.60)
+    answerer = ExtractiveAnswerer()
+    two = answerer.answer(question="refunds", retrieval=result(first, close), min_confidence=0.5)
+    assert [c.article_id for c in two.citations] == ["a.md", "b.md"]
+    assert "[1]" in two.text and "[2]" in two.text
+    one = answerer.answer(question="refunds", retrieval=result(first, far), min_confidence=0.5)
+    assert [c.article_id for c in one.citations] == ["a.md"]
+
+
+def test_abstains_below_threshold_instead_of_pasting() -> None:
+    answer = ExtractiveAnswerer().answer(
+        question="weather in Paris", retrieval=result(passage(STEPS), confidence=0.2),
+        min_confidence=0.4)
+    assert answer.abstained and answer.text == ABSTAIN_TEXT and not answer.citations
+
+
+def test_abstains_with_no_passages() -> None:
+    assert ExtractiveAnswerer().answer(question="x", retrieval=result(),
+                                       min_confidence=0.0).abstained
+
+
+def test_units_keep_tables_and_inline_code_whole() -> None:
+    text = ("The page says `Locked. Try later.` Then wait.\n\n| Plan | Price |\n|---|---|\n"
+            "| Pro | $35 |")
+    units = split_units(text)
+    assert [u.kind for u in units] == ["sentence", "table"]
+    assert units[0].text == "The page says `Locked. Try later.` Then wait."
+    assert units[1].text.count("|") == 9
