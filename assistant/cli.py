@@ -154,10 +154,7 @@ def kb_search(
 ) -> None:
     """Hybrid search; shows scored passages with their article ids."""
     runtime = _runtime(_settings(), quiet=as_json)
-    if plan or customer_view:
-        audience = _audience(plan)
-    else:
-        audience = Audience.operator()
+    audience = _audience(plan) if plan or customer_view else Audience.operator()
     result = runtime.kb.retriever.search(query, k=k, audience=audience)
     runtime.close()
     if as_json:

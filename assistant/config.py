@@ -55,7 +55,7 @@ class Settings(BaseSettings):
     chunk_overlap: int = Field(150, ge=0, le=2000, description="Characters shared by chunks.")
     retrieval_k: int = Field(5, ge=1, le=50, description="Passages returned per query.")
     answer_min_confidence: float = Field(
-        0.4,
+        0.2,
         ge=0.0,
         le=1.0,
         description="Below this retrieval confidence the bot abstains and offers a person.",

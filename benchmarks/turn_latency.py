@@ -117,6 +117,8 @@ class LoadResult:
     error_samples: list[str] = field(default_factory=list)
     seconds: float = 0.0
     conversation_ids: list[str] = field(default_factory=list)
+    server_cpu_seconds: float | None = None
+    client_cpu_seconds: float = 0.0
 
     def error(self, message: str) -> None:
         """Count an error and keep the first few messages."""
@@ -215,9 +217,17 @@ def start_server(
         ASSISTANT_PORT=str(port),
     )
     command = [
-        sys.executable, "-m", "assistant.cli", "serve",
-        "--host", "127.0.0.1", "--port", str(port), "--workers", str(workers),
-    ]  # fmt: skip
+        sys.executable,
+        "-m",
+        "assistant.cli",
+        "serve",
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--workers",
+        str(workers),
+    ]
     with log_path.open("wb") as log:
         return subprocess.Popen(
             command,
@@ -248,6 +258,26 @@ def log_tail(log_path: Path, lines: int = 25) -> str:
     """The end of the server log, for error messages."""
     text = log_path.read_text(errors="replace") if log_path.exists() else ""
     return "\n".join(text.splitlines()[-lines:])
+
+
+def tree_cpu_seconds(pid: int) -> float | None:
+    """CPU seconds (user + system) used so far by a process and its live descendants (Linux)."""
+    ticks = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 0
+    if not ticks or not Path(f"/proc/{pid}/stat").exists():
+        return None
+    total = 0
+    pending, seen = [pid], set()
+    while pending and len(seen) < 256:
+        current = pending.pop()
+        if current in seen:
+            continue
+        seen.add(current)
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = Path(f"/proc/{current}/stat").read_text().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])  # utime, stime
+            for task in Path(f"/proc/{current}/task").iterdir():
+                pending.extend(int(c) for c in (task / "children").read_text().split())
+    return total / ticks
 
 
 def worker_pids(log_path: Path) -> set[str]:
@@ -301,10 +331,17 @@ async def post(
 
 
 async def drive(
-    base_url: str, *, clients: int, duration: float, requests: int, timeout: float
+    base_url: str,
+    *,
+    clients: int,
+    duration: float,
+    requests: int,
+    timeout: float,
+    server_pid: int,
 ) -> LoadResult:
     """Open one conversation per client, warm up, then post until the time or budget is up."""
     result = LoadResult()
+    own_cpu = time.process_time
     limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
     async with httpx.AsyncClient(
         base_url=base_url, limits=limits, timeout=timeout, trust_env=False
@@ -344,12 +381,18 @@ async def drive(
                 else:
                     result.error(f"HTTP {response.status_code}: {response.text[:200]}")
 
+        server_cpu = tree_cpu_seconds(server_pid)
+        client_cpu = own_cpu()
         started = time.perf_counter()
         await asyncio.wait_for(
             asyncio.gather(*(client_loop(i, c) for i, c in enumerate(conversations))),
             timeout=time_cap + timeout + 10,
         )
         result.seconds = time.perf_counter() - started
+        result.client_cpu_seconds = own_cpu() - client_cpu
+        server_after = tree_cpu_seconds(server_pid)
+        if server_cpu is not None and server_after is not None:
+            result.server_cpu_seconds = server_after - server_cpu
     return result
 
 
@@ -376,9 +419,15 @@ def server_engine_timings(data_dir: Path, conversation_ids: list[str]) -> dict[s
 
 
 def run_http(
-    data_dir: Path, kb_dir: Path, *, workers: int, clients: int, duration: float,
-    requests: int, timeout: float,
-) -> dict[str, Any]:  # fmt: skip
+    data_dir: Path,
+    kb_dir: Path,
+    *,
+    workers: int,
+    clients: int,
+    duration: float,
+    requests: int,
+    timeout: float,
+) -> dict[str, Any]:
     """Start the server, drive it, stop it; the load numbers and the server's own timings."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
@@ -394,13 +443,25 @@ def run_http(
             f"{clients} clients for {what} ..."
         )
         load = asyncio.run(
-            drive(base_url, clients=clients, duration=duration, requests=requests, timeout=timeout)
+            drive(
+                base_url,
+                clients=clients,
+                duration=duration,
+                requests=requests,
+                timeout=timeout,
+                server_pid=proc.pid,
+            )
         )
     finally:
         stop_server(proc)
     stats = summary(load.latencies_ms, load.seconds, load.errors)
+    turns = max(len(load.latencies_ms), 1)
+    server_cpu = load.server_cpu_seconds
     return {
         **stats,
+        "server_cpu_ms_per_turn": server_cpu * 1000 / turns if server_cpu is not None else None,
+        "server_cores_busy": server_cpu / load.seconds if server_cpu and load.seconds else None,
+        "client_cpu_ms_per_turn": load.client_cpu_seconds * 1000 / turns,
         "workers_requested": workers,
         "workers_started": len(pids),
         "clients": clients,
@@ -412,15 +473,116 @@ def run_http(
 # -- main ----------------------------------------------------------------------------------
 
 
-def ingest_demo(settings: Settings) -> Runtime:
-    """A runtime over a freshly ingested KB."""
+def prepare(settings: Settings) -> Runtime:
+    """A runtime over an ingested KB (ingested now unless the data dir already has it)."""
     runtime = build_runtime(settings)
-    report = runtime.ingest()
-    console.print(
-        f"ingested {report.added} articles, {report.chunks_written} chunks "
-        f"in {report.seconds:.1f}s"
-    )
+    report = runtime.ensure_ingested()
+    if report is None:
+        console.print(
+            f"reusing the index in {settings.data_dir} ({runtime.kb.index.count()} chunks)"
+        )
+    else:
+        console.print(
+            f"ingested {report.added} articles, {report.chunks_written} chunks "
+            f"in {report.seconds:.1f}s"
+        )
     return runtime
+
+
+def fmt(value: float | None, digits: int = 1) -> str:
+    """A number for the tables (they stay narrow enough for an 80-column terminal)."""
+    return "n/a" if value is None or value != value else f"{value:.{digits}f}"
+
+
+def report(engine: dict[str, Any] | None, http: list[dict[str, Any]], cores: int) -> None:
+    """Print the results table, the stage breakdown and the verdicts on the targets."""
+    rows: list[list[Any]] = []
+    if engine:
+        rows.append(
+            [
+                "engine (in-process)",
+                fmt(engine["p50_ms"]),
+                fmt(engine["p95_ms"]),
+                fmt(engine["p99_ms"]),
+                fmt(engine["turns_per_s"]),
+                engine["errors"],
+            ]
+        )
+    for run in http:
+        label = f"HTTP, {run['clients']} clients, {run['workers_started']} worker(s)"
+        rows.append(
+            [
+                label,
+                fmt(run["p50_ms"]),
+                fmt(run["p95_ms"]),
+                fmt(run["p99_ms"]),
+                fmt(run["turns_per_s"]),
+                run["errors"],
+            ]
+        )
+    show_table(
+        f"Turn latency ({len(QUESTIONS)} questions cycled, {cores} CPU cores)",
+        ["run", "p50 ms", "p95 ms", "p99 ms", "turns/s", "errors"],
+        rows,
+    )
+
+    stage_names = ("embed", "retrieve", "answer", "other", "total")
+    stage_rows: list[list[Any]] = []
+    if engine:
+        means = engine["stage_means_ms"]
+        stage_rows.append(["engine (in-process)", *(fmt(means.get(s)) for s in stage_names)])
+    for run in http:
+        server = dict(run["server_engine_ms"])
+        if server:
+            parts = sum(server.get(s, 0.0) for s in ("embed", "retrieve", "answer"))
+            server["other"] = server.get("total", float("nan")) - parts
+            stage_rows.append(
+                [
+                    f"in server, {run['workers_started']} worker(s)",
+                    *(fmt(server.get(s)) for s in stage_names),
+                ]
+            )
+    if stage_rows:
+        show_table("Engine stages, mean ms", ["where", *stage_names], stage_rows)
+        console.print("('other' = publishing the turn's three events to the interaction log)")
+    if engine:
+        console.print(f"engine: {engine['turns']} turns, {engine['abstained']} abstained")
+        for sample in engine["error_samples"]:
+            console.print(f"[red]  engine error:[/red] {sample}")
+
+    for run in http:
+        server = run["server_engine_ms"]
+        console.print(
+            f"HTTP, {run['workers_started']} worker(s): {run['turns']} turns in "
+            f"{run['seconds']:.1f}s; mean latency {fmt(run['mean_ms'])} ms, engine inside the "
+            f"server {fmt(server.get('total'))} ms of it; server CPU "
+            f"{fmt(run['server_cpu_ms_per_turn'])} ms/turn ({fmt(run['server_cores_busy'], 2)} "
+            f"cores busy); load generator CPU {fmt(run['client_cpu_ms_per_turn'])} ms/turn"
+        )
+        if run["workers_started"] != run["workers_requested"]:
+            console.print(
+                f"[yellow]  asked for {run['workers_requested']} workers, "
+                f"{run['workers_started']} started[/yellow]"
+            )
+        for sample in run["error_samples"]:
+            console.print(f"[red]  HTTP error:[/red] {sample}")
+
+    if engine:
+        ok = engine["p50_ms"] <= ENGINE_P50_TARGET_MS
+        console.print(
+            f"target engine p50 <= {ENGINE_P50_TARGET_MS:.0f} ms: {fmt(engine['p50_ms'])} ms, "
+            + ("[green]met[/green]" if ok else "[red]MISSED[/red]")
+        )
+    for run in http:
+        ok = run["turns_per_s"] >= HTTP_TURNS_PER_S_TARGET and run["errors"] == 0
+        caveat = "" if run["clients"] == HTTP_TARGET_CLIENTS else " (target is for 16 clients)"
+        console.print(
+            f"target HTTP >= {HTTP_TURNS_PER_S_TARGET:.0f} turns/s, no errors "
+            f"({run['workers_started']} worker(s), {cores} cores): {fmt(run['turns_per_s'])} "
+            f"turns/s, {run['errors']} errors, "
+            + ("[green]met[/green]" if ok else "[red]MISSED[/red]")
+            + caveat
+        )
 
 
 def main() -> None:
@@ -428,6 +590,11 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="write results to this JSON file")
     parser.add_argument("--kb", type=Path, default=ROOT / "knowledge_base", help="KB directory")
+    parser.add_argument(
+        "--data-dir",
+        type=Path,
+        help="use (and keep) this data dir; ingestion is skipped when it has an index",
+    )
     parser.add_argument("--turns", type=int, default=400, help="engine turns to time")
     parser.add_argument("--clients", type=int, default=HTTP_TARGET_CLIENTS, help="HTTP clients")
     parser.add_argument("--duration", type=float, default=20.0, help="seconds of HTTP load")
@@ -435,16 +602,24 @@ def main() -> None:
         "--requests", type=int, default=0, help="stop HTTP load after N posts instead"
     )
     parser.add_argument(
-        "--workers", type=int, nargs="+", default=[1, 2],
-        help="server worker processes; several values run one HTTP load each",
-    )  # fmt: skip
+        "--workers",
+        type=int,
+        nargs="+",
+        default=[1, 2],
+        help="server worker processes (default: 1 2); one HTTP run per value",
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="per-request timeout (s)")
     parser.add_argument("--skip-engine", action="store_true", help="no in-process engine run")
     parser.add_argument("--skip-http", action="store_true", help="no HTTP run")
     parser.add_argument(
-        "--profile", type=int, nargs="?", const=300, default=0, metavar="TURNS",
+        "--profile",
+        type=int,
+        nargs="?",
+        const=300,
+        default=0,
+        metavar="TURNS",
         help="also cProfile this many engine turns (default 300) and print the hot spots",
-    )  # fmt: skip
+    )
     args = parser.parse_args()
     if args.turns < 1 or args.clients < 1 or args.duration <= 0 or args.requests < 0:
         parser.error("--turns and --clients must be >= 1, --duration > 0, --requests >= 0")
@@ -456,10 +631,13 @@ def main() -> None:
     engine: dict[str, Any] | None = None
     http: list[dict[str, Any]] = []
     profile = ""
-    with tempfile.TemporaryDirectory(prefix="turn-latency-") as tmp:
-        data_dir = Path(tmp)
-        settings = Settings(data_dir=data_dir, kb_dir=kb_dir)
-        runtime = ingest_demo(settings)
+    with contextlib.ExitStack() as stack:
+        if args.data_dir:
+            data_dir = args.data_dir.resolve()
+            data_dir.mkdir(parents=True, exist_ok=True)
+        else:
+            data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="turns-")))
+        runtime = prepare(Settings(data_dir=data_dir, kb_dir=kb_dir))
         try:
             if not args.skip_engine:
                 console.print(f"engine: {WARMUP_TURNS} warm-up turns, then {args.turns} ...")
@@ -468,88 +646,24 @@ def main() -> None:
                     profile = profile_engine(runtime, args.profile)
         finally:
             runtime.close()
-            del runtime
         if not args.skip_http:
             for workers in args.workers:
                 http.append(
                     run_http(
-                        data_dir, kb_dir, workers=workers, clients=args.clients,
-                        duration=args.duration, requests=args.requests, timeout=args.timeout,
-                    )  # fmt: skip
+                        data_dir,
+                        kb_dir,
+                        workers=workers,
+                        clients=args.clients,
+                        duration=args.duration,
+                        requests=args.requests,
+                        timeout=args.timeout,
+                    )
                 )
 
-    rows: list[list[Any]] = []
-    if engine:
-        rows.append(["engine (in-process)", engine["p50_ms"], engine["p95_ms"], engine["p99_ms"],
-                     engine["turns_per_s"], engine["errors"]])  # fmt: skip
-    for run in http:
-        label = f"HTTP, {run['clients']} clients, {run['workers_started']} worker(s)"
-        rows.append([label, run["p50_ms"], run["p95_ms"], run["p99_ms"], run["turns_per_s"],
-                     run["errors"]])  # fmt: skip
-    show_table(
-        f"Turn latency ({len(QUESTIONS)} questions cycled, {cores} CPU cores)",
-        ["run", "p50 ms", "p95 ms", "p99 ms", "turns/s", "errors"],
-        rows,
-    )
-
-    if engine:
-        means = engine["stage_means_ms"]
-        stage_names = ["embed", "retrieve", "answer", "other", "total"]
-        stage_rows = [["engine (in-process)", *(means.get(s, float("nan")) for s in stage_names)]]
-        for run in http:
-            server = run["server_engine_ms"]
-            if server:
-                parts = sum(server.get(s, 0.0) for s in ("embed", "retrieve", "answer"))
-                stage_rows.append(
-                    [f"engine inside server, {run['workers_started']} worker(s)",
-                     *(server.get(s, float("nan")) for s in ("embed", "retrieve", "answer")),
-                     server.get("total", float("nan")) - parts, server.get("total", float("nan"))]
-                )  # fmt: skip
-        show_table("Engine stages (mean ms)", ["where", *stage_names], stage_rows)
-        console.print(
-            f"engine: {engine['turns']} turns, {engine['abstained']} abstained "
-            "('other' = publishing the three events to the interaction log)"
-        )
-        for sample in engine["error_samples"]:
-            console.print(f"[red]  engine error:[/red] {sample}")
-    for run in http:
-        server = run["server_engine_ms"]
-        if server and run["turns"]:
-            console.print(
-                f"HTTP {run['workers_started']} worker(s): {run['turns']} turns in "
-                f"{run['seconds']:.1f}s; mean latency {run['mean_ms']:.1f} ms, of which the "
-                f"engine inside the server took {server.get('total', float('nan')):.1f} ms"
-            )
-        if run["workers_started"] != run["workers_requested"]:
-            console.print(
-                f"[yellow]asked for {run['workers_requested']} workers, "
-                f"{run['workers_started']} started[/yellow]"
-            )
-        for sample in run["error_samples"]:
-            console.print(f"[red]  HTTP error:[/red] {sample}")
-
-    verdicts: list[str] = []
-    if engine:
-        ok = engine["p50_ms"] <= ENGINE_P50_TARGET_MS
-        verdicts.append(
-            f"engine p50 {engine['p50_ms']:.1f} ms (target <= {ENGINE_P50_TARGET_MS:.0f} ms): "
-            + ("[green]met[/green]" if ok else "[red]MISSED[/red]")
-        )
-    for run in http:
-        ok = run["turns_per_s"] >= HTTP_TURNS_PER_S_TARGET and run["errors"] == 0
-        note = "" if run["clients"] == HTTP_TARGET_CLIENTS else " (target is for 16 clients)"
-        verdicts.append(
-            f"HTTP {run['workers_started']} worker(s): {run['turns_per_s']:.1f} turns/s, "
-            f"{run['errors']} errors (target >= {HTTP_TURNS_PER_S_TARGET:.0f} turns/s, "
-            f"no errors, {HTTP_TARGET_CLIENTS} clients on 2 cores; this machine has {cores})"
-            f"{note}: " + ("[green]met[/green]" if ok else "[red]MISSED[/red]")
-        )
-    for line in verdicts:
-        console.print(line)
+    report(engine, http, cores)
     if profile:
         console.print(f"\ncProfile of {args.profile} engine turns:")
         print(profile)
-
     write_json(
         args.json,
         {

@@ -37,7 +37,8 @@ def test_sections_carry_heading_path() -> None:
 
 
 def test_long_sections_are_split_by_size() -> None:
-    body = "---\ntitle: Big doc\n---\n## Big\n\n" + "\n\n".join(f"Paragraph {i} " + "word " * 60 for i in range(20))
+    paragraphs = "\n\n".join(f"Paragraph {i} " + "word " * 60 for i in range(20))
+    body = "---\ntitle: Big doc\n---\n## Big\n\n" + paragraphs
     article = parse_article(body, article_id="big.md")
     chunks = ArticleChunker(chunk_size=500, chunk_overlap=50).split(article)
     assert len(chunks) > 5

