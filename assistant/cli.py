@@ -55,9 +55,14 @@ def _runtime(settings: Settings, *, quiet: bool = False) -> Runtime:
         runtime = build_runtime(settings)
     except AssistantError as exc:
         _fail(str(exc))
+    if runtime.kb.index.count() == 0 and not quiet:
+        err.print(f"first run: ingesting the knowledge base in {settings.kb_dir} ...")
     report = runtime.ensure_ingested()
     if report is not None and not quiet:
-        err.print(f"[dim]first run: ingested {report.added} articles from {settings.kb_dir}[/dim]")
+        err.print(f"ingested {report.added} articles ({report.chunks_written} chunks) "
+                  f"in {report.seconds:.0f}s; {report.failed} failed")
+        for problem in report.errors:
+            err.print(f"[red]  {problem.article_id}:[/red] {problem.reason}")
     return runtime
 
 

@@ -84,3 +84,27 @@ def test_units_keep_tables_and_inline_code_whole() -> None:
     assert [u.kind for u in units] == ["sentence", "table"]
     assert units[0].text == "The page says `Locked. Try later.` Then wait."
     assert units[1].text.count("|") == 9
+
+
+def test_sibling_steps_fill_in_only_when_the_best_passage_has_none() -> None:
+    intro = passage("You can reset a forgotten password from the sign-in page.", sim=0.80)
+    steps = Passage(
+        chunk=Chunk(chunk_id="a.md#1", article_id="a.md", title="Reset your password",
+                    url="https://x.test/a.md", section="Steps",
+                    text="1. Click **Forgot password**.\n2. Enter your email.", position=1,
+                    audience=("public",), content_hash="h"),
+        score=0.02, dense_similarity=0.7, lexical_score=1.0, dense_rank=2, lexical_rank=2)
+    other = Passage(
+        chunk=Chunk(chunk_id="a.md#2", article_id="a.md", title="Reset your password",
+                    url="https://x.test/a.md", section="Keys",
+                    text="1. Open security keys.\n2. Add a key.", position=2,
+                    audience=("public",), content_hash="h"),
+        score=0.01, dense_similarity=0.6, lexical_score=1.0, dense_rank=3, lexical_rank=3)
+    answerer = ExtractiveAnswerer()
+    filled = answerer.answer(question="how do I reset my password",
+                             retrieval=result(intro, steps), min_confidence=0.1)
+    assert "1. Click **Forgot password**." in filled.text
+    kept = answerer.answer(question="how do I reset my password",
+                           retrieval=result(passage(STEPS), other), min_confidence=0.1)
+    assert "security keys" not in kept.text
+    assert "1. Click **Forgot password**." in kept.text

@@ -24,7 +24,7 @@ SECOND_SOURCE_MARGIN = 0.03
 
 _WORD = re.compile(r"[a-z0-9]+")
 _LIST_ITEM = re.compile(r"^\s*(?:\d+[.)]|[-*+])\s+")
-_ORDERED_ITEM = re.compile(r"^\s*\d+[.)]\s+")
+_ORDERED_ITEM = re.compile(r"^\s*\d+[.)]\s+", re.MULTILINE)
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`*\"'(])")
 _HOW_TO = frozenset({"how", "steps", "step", "setup", "set", "configur", "enabl", "connect",
                      "reset", "chang", "add", "creat", "instal", "turn", "updat", "cancel"})
