@@ -154,6 +154,7 @@ def run_engine(runtime: Runtime, turns: int) -> dict[str, Any]:
     stages: dict[str, list[float]] = {}
     abstained = errors = 0
     samples: list[str] = []
+    cpu_started = time.process_time()  # every thread of this process, ONNX's pool included
     started = time.perf_counter()
     for i in range(turns):
         t0 = time.perf_counter()
@@ -169,12 +170,14 @@ def run_engine(runtime: Runtime, turns: int) -> dict[str, Any]:
         for stage, ms in result.timings_ms.items():
             stages.setdefault(stage, []).append(ms)
     seconds = time.perf_counter() - started
+    cpu_seconds = time.process_time() - cpu_started
     stage_means = {stage: mean(values) for stage, values in stages.items()}
     parts = sum(v for k, v in stage_means.items() if k != "total")
     stage_means["other"] = stage_means.get("total", parts) - parts  # events written to the log
     return {
         **summary(latencies, seconds, errors),
         "stage_means_ms": stage_means,
+        "cpu_ms_per_turn": cpu_seconds * 1000 / max(len(latencies), 1),
         "abstained": abstained,
         "error_samples": samples,
     }
@@ -206,7 +209,7 @@ def free_port() -> int:
 
 
 def start_server(
-    data_dir: Path, kb_dir: Path, port: int, workers: int, log_path: Path
+    data_dir: Path, kb_dir: Path, port: int, workers: int, embed_threads: int, log_path: Path
 ) -> subprocess.Popen[bytes]:
     """``assistant serve`` on 127.0.0.1:port in its own process group, logging to a file."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
@@ -215,6 +218,7 @@ def start_server(
         ASSISTANT_KB_DIR=str(kb_dir),
         ASSISTANT_HOST="127.0.0.1",
         ASSISTANT_PORT=str(port),
+        ASSISTANT_EMBED_THREADS=str(embed_threads),
     )
     command = [
         sys.executable,
@@ -404,12 +408,16 @@ def server_engine_timings(data_dir: Path, conversation_ids: list[str]) -> dict[s
     marks = ",".join("?" * len(conversation_ids))
     with contextlib.closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True)) as conn:
         rows = conn.execute(
-            f"SELECT annotations FROM messages WHERE role = 'assistant' "
-            f"AND conversation_id IN ({marks})",
+            f"SELECT conversation_id, annotations FROM messages WHERE role = 'assistant' "
+            f"AND conversation_id IN ({marks}) ORDER BY id",
             conversation_ids,
         ).fetchall()
     stages: dict[str, list[float]] = {}
-    for (raw,) in rows:
+    warmed_up: set[str] = set()
+    for conversation_id, raw in rows:
+        if conversation_id not in warmed_up:  # the first reply answered the warm-up post
+            warmed_up.add(conversation_id)
+            continue
         for stage, ms in (json.loads(raw or "{}").get("timings_ms") or {}).items():
             stages.setdefault(stage, []).append(float(ms))
     means = {stage: mean(values) for stage, values in stages.items()}
@@ -423,6 +431,7 @@ def run_http(
     kb_dir: Path,
     *,
     workers: int,
+    embed_threads: int,
     clients: int,
     duration: float,
     requests: int,
@@ -433,7 +442,7 @@ def run_http(
     base_url = f"http://127.0.0.1:{port}"
     log_path = data_dir / f"server-{workers}w-{port}.log"
     console.print(f"starting `assistant serve --workers {workers}` on {base_url} ...")
-    proc = start_server(data_dir, kb_dir, port, workers, log_path)
+    proc = start_server(data_dir, kb_dir, port, workers, embed_threads, log_path)
     try:
         health = wait_until_ready(proc, base_url, workers, log_path)
         pids = worker_pids(log_path)
@@ -463,6 +472,7 @@ def run_http(
         "server_cores_busy": server_cpu / load.seconds if server_cpu and load.seconds else None,
         "client_cpu_ms_per_turn": load.client_cpu_seconds * 1000 / turns,
         "workers_requested": workers,
+        "embed_threads": embed_threads,
         "workers_started": len(pids),
         "clients": clients,
         "error_samples": load.error_samples,
@@ -546,7 +556,10 @@ def report(engine: dict[str, Any] | None, http: list[dict[str, Any]], cores: int
         show_table("Engine stages, mean ms", ["where", *stage_names], stage_rows)
         console.print("('other' = publishing the turn's three events to the interaction log)")
     if engine:
-        console.print(f"engine: {engine['turns']} turns, {engine['abstained']} abstained")
+        console.print(
+            f"engine: {engine['turns']} turns one after another, {engine['abstained']} "
+            f"abstained; CPU {fmt(engine['cpu_ms_per_turn'])} ms/turn (all threads)"
+        )
         for sample in engine["error_samples"]:
             console.print(f"[red]  engine error:[/red] {sample}")
 
@@ -608,6 +621,12 @@ def main() -> None:
         default=[1, 2],
         help="server worker processes (default: 1 2); one HTTP run per value",
     )
+    parser.add_argument(
+        "--embed-threads",
+        type=int,
+        default=0,
+        help="ONNX intra-op threads for the engine and the server (0 = ORT default)",
+    )
     parser.add_argument("--timeout", type=float, default=30.0, help="per-request timeout (s)")
     parser.add_argument("--skip-engine", action="store_true", help="no in-process engine run")
     parser.add_argument("--skip-http", action="store_true", help="no HTTP run")
@@ -621,12 +640,20 @@ def main() -> None:
         help="also cProfile this many engine turns (default 300) and print the hot spots",
     )
     args = parser.parse_args()
-    if args.turns < 1 or args.clients < 1 or args.duration <= 0 or args.requests < 0:
-        parser.error("--turns and --clients must be >= 1, --duration > 0, --requests >= 0")
-    if any(w < 1 for w in args.workers):
-        parser.error("--workers must be >= 1")
+    if not (1 <= args.turns <= 1_000_000 and 1 <= args.clients <= 256):
+        parser.error("--turns must be 1-1000000 and --clients 1-256")
+    if not (0 < args.duration <= 600 and 0 <= args.requests <= 1_000_000):
+        parser.error("--duration must be in (0, 600] and --requests 0-1000000")
+    if not all(1 <= w <= 16 for w in args.workers) or args.embed_threads < 0:
+        parser.error("--workers must be 1-16 and --embed-threads >= 0")
     kb_dir = require(args.kb).resolve()
     cores = os.cpu_count() or 0
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    if load_before > 0.5:
+        console.print(
+            f"[yellow]load average is {load_before:.2f} before starting: other work on this "
+            f"machine will skew the numbers[/yellow]"
+        )
 
     engine: dict[str, Any] | None = None
     http: list[dict[str, Any]] = []
@@ -637,7 +664,8 @@ def main() -> None:
             data_dir.mkdir(parents=True, exist_ok=True)
         else:
             data_dir = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="turns-")))
-        runtime = prepare(Settings(data_dir=data_dir, kb_dir=kb_dir))
+        settings = Settings(data_dir=data_dir, kb_dir=kb_dir, embed_threads=args.embed_threads)
+        runtime = prepare(settings)
         try:
             if not args.skip_engine:
                 console.print(f"engine: {WARMUP_TURNS} warm-up turns, then {args.turns} ...")
@@ -653,6 +681,7 @@ def main() -> None:
                         data_dir,
                         kb_dir,
                         workers=workers,
+                        embed_threads=args.embed_threads,
                         clients=args.clients,
                         duration=args.duration,
                         requests=args.requests,
@@ -669,6 +698,8 @@ def main() -> None:
         {
             "benchmark": "turn_latency",
             "cpu_cores": cores,
+            "load_average_before": load_before,
+            "embed_threads": args.embed_threads,
             "kb_dir": str(kb_dir),
             "questions": len(QUESTIONS),
             "engine": engine,
