@@ -284,6 +284,25 @@ def tree_cpu_seconds(pid: int) -> float | None:
     return total / ticks
 
 
+def cores_busy(seconds: float = 1.0) -> float | None:
+    """How many cores were busy (all processes) over the next ``seconds``, from /proc/stat."""
+
+    def sample() -> tuple[int, int]:
+        fields = [int(v) for v in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+        idle = fields[3] + (fields[4] if len(fields) > 4 else 0)  # idle + iowait
+        return sum(fields[:8]), idle
+
+    try:
+        total0, idle0 = sample()
+        time.sleep(seconds)
+        total1, idle1 = sample()
+    except (OSError, ValueError, IndexError):
+        return None
+    if total1 <= total0:
+        return None
+    return (os.cpu_count() or 1) * (1 - (idle1 - idle0) / (total1 - total0))
+
+
 def worker_pids(log_path: Path) -> set[str]:
     """Worker processes that uvicorn reported as started."""
     text = log_path.read_text(errors="replace") if log_path.exists() else ""
@@ -565,12 +584,15 @@ def report(engine: dict[str, Any] | None, http: list[dict[str, Any]], cores: int
 
     for run in http:
         server = run["server_engine_ms"]
+        cpu_per_turn = (run["server_cpu_ms_per_turn"] or 0.0) + run["client_cpu_ms_per_turn"]
+        ceiling = cores * 1000 / cpu_per_turn if cpu_per_turn else None
         console.print(
             f"HTTP, {run['workers_started']} worker(s): {run['turns']} turns in "
             f"{run['seconds']:.1f}s; mean latency {fmt(run['mean_ms'])} ms, engine inside the "
             f"server {fmt(server.get('total'))} ms of it; server CPU "
             f"{fmt(run['server_cpu_ms_per_turn'])} ms/turn ({fmt(run['server_cores_busy'], 2)} "
-            f"cores busy); load generator CPU {fmt(run['client_cpu_ms_per_turn'])} ms/turn"
+            f"cores busy); load generator CPU {fmt(run['client_cpu_ms_per_turn'])} ms/turn, "
+            f"so {cores} fully used cores would give at most {fmt(ceiling, 0)} turns/s"
         )
         if run["workers_started"] != run["workers_requested"]:
             console.print(
@@ -648,10 +670,10 @@ def main() -> None:
         parser.error("--workers must be 1-16 and --embed-threads >= 0")
     kb_dir = require(args.kb).resolve()
     cores = os.cpu_count() or 0
-    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    if load_before > 0.5:
+    busy_before = cores_busy()
+    if busy_before is not None and busy_before > 0.25:
         console.print(
-            f"[yellow]load average is {load_before:.2f} before starting: other work on this "
+            f"[yellow]{busy_before:.2f} cores were busy before starting: other work on this "
             f"machine will skew the numbers[/yellow]"
         )
 
@@ -698,7 +720,7 @@ def main() -> None:
         {
             "benchmark": "turn_latency",
             "cpu_cores": cores,
-            "load_average_before": load_before,
+            "cores_busy_before": busy_before,
             "embed_threads": args.embed_threads,
             "kb_dir": str(kb_dir),
             "questions": len(QUESTIONS),
