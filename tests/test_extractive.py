@@ -8,12 +8,13 @@ from assistant.kb.retrieval import Passage, RetrievalResult
 
 
 def passage(text: str, *, article: str = "a.md", title: str = "Reset your password",
-            sim: float = 0.8, section: str = "") -> Passage:
-    chunk = Chunk(chunk_id=f"{article}#0", article_id=article, title=title,
-                  url=f"https://x.test/{article}", section=section, text=text, position=0,
-                  audience=("public",), content_hash="h")
-    return Passage(chunk=chunk, score=0.03, dense_similarity=sim, lexical_score=1.0,
-                   dense_rank=1, lexical_rank=1)
+            sim: float = 0.8, section: str = "", position: int = 0) -> Passage:
+    chunk = Chunk(chunk_id=f"{article}#{position}", article_id=article, title=title,
+                  url=f"https://x.test/{article}", section=section, text=text,
+                  position=position, audience=("public",), content_hash="h")
+    rank = position + 1
+    return Passage(chunk=chunk, score=0.03 / rank, dense_similarity=sim, lexical_score=1.0,
+                   dense_rank=rank, lexical_rank=rank)
 
 
 def result(*passages: Passage, confidence: float = 0.9) -> RetrievalResult:
@@ -88,18 +89,10 @@ def test_units_keep_tables_and_inline_code_whole() -> None:
 
 def test_sibling_steps_fill_in_only_when_the_best_passage_has_none() -> None:
     intro = passage("You can reset a forgotten password from the sign-in page.", sim=0.80)
-    steps = Passage(
-        chunk=Chunk(chunk_id="a.md#1", article_id="a.md", title="Reset your password",
-                    url="https://x.test/a.md", section="Steps",
-                    text="1. Click **Forgot password**.\n2. Enter your email.", position=1,
-                    audience=("public",), content_hash="h"),
-        score=0.02, dense_similarity=0.7, lexical_score=1.0, dense_rank=2, lexical_rank=2)
-    other = Passage(
-        chunk=Chunk(chunk_id="a.md#2", article_id="a.md", title="Reset your password",
-                    url="https://x.test/a.md", section="Keys",
-                    text="1. Open security keys.\n2. Add a key.", position=2,
-                    audience=("public",), content_hash="h"),
-        score=0.01, dense_similarity=0.6, lexical_score=1.0, dense_rank=3, lexical_rank=3)
+    steps = passage("1. Click **Forgot password**.\n2. Enter your email.", sim=0.7,
+                    section="Steps", position=1)
+    other = passage("1. Open security keys.\n2. Add a key.", sim=0.6, section="Keys",
+                    position=2)
     answerer = ExtractiveAnswerer()
     filled = answerer.answer(question="how do I reset my password",
                              retrieval=result(intro, steps), min_confidence=0.1)
