@@ -13,12 +13,14 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.markdown import Markdown
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
-from assistant.config import Settings, get_settings
+from assistant.cli_agents import agents_app
+from assistant.cli_console import err, out
+from assistant.cli_understanding import intents_app, policy_app, sentiment_app
+from assistant.config import Settings, export_to_environment, get_settings
 from assistant.errors import AssistantError
 from assistant.kb.audience import Audience
 from assistant.kb.ingest import IngestReport
@@ -30,8 +32,10 @@ app = typer.Typer(
 )
 kb_app = typer.Typer(help="Inspect the knowledge base.", no_args_is_help=True)
 app.add_typer(kb_app, name="kb")
-out = Console()
-err = Console(stderr=True)
+app.add_typer(intents_app, name="intents")
+app.add_typer(sentiment_app, name="sentiment")
+app.add_typer(policy_app, name="policy")
+app.add_typer(agents_app, name="agents")
 
 KbOption = Annotated[
     Path | None, typer.Option("--kb", help="Knowledge-base directory (ASSISTANT_KB_DIR).")
@@ -97,6 +101,8 @@ def serve(
         runtime.close()
         return
     runtime.close()
+    # Worker processes rebuild their settings from the environment; pass the options on.
+    export_to_environment(settings, "kb_dir")
     uvicorn.run(
         "assistant.web.app:app_from_environment", factory=True, host=host, port=port,
         workers=workers, log_level="info",
@@ -180,7 +186,7 @@ def ask(
     plan: PlanOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """One turn through the full engine: answer, citations and the escalation decision."""
+    """One turn through the full engine: answer, citations, intent, sentiment, decision."""
     runtime = _runtime(_settings(), quiet=as_json)
     try:
         text = runtime.conversations.validate_text(question)
@@ -189,15 +195,26 @@ def ask(
     turn = runtime.engine.handle_turn(text=text, audience=_audience(plan))
     runtime.close()
     if as_json:
-        typer.echo(json.dumps({"question": text, "answer": turn.answer.text,
+        typer.echo(json.dumps({"question": text, "answer": turn.reply_text,
                                **turn.annotations()}, indent=2))
         return
-    out.print(Markdown(turn.answer.text))
+    out.print(Markdown(turn.reply_text))
     _print_sources(turn.annotations())
+    understood = turn.classification
+    cues = ", ".join(understood.frustration.cue_names)
+    churn = ", ".join(f'{s.kind} "{s.text}"' for s in understood.churn)
+    out.print(f"[dim]intent: {understood.intent.label} ({understood.intent.confidence:.2f}) · "
+              f"sentiment: {understood.sentiment.label} · frustration "
+              f"{understood.frustration.score:.2f}{f' ({cues})' if cues else ''}"
+              f"{f' · churn: {churn}' if churn else ''}[/dim]")
     decision = turn.decision
-    reasons = f" ({', '.join(decision.reasons)})" if decision.reasons else ""
-    out.print(f"[dim]decision: {decision.action}{reasons} · confidence "
-              f"{turn.retrieval.confidence:.2f} · {turn.timings_ms['total']:.0f} ms[/dim]")
+    confidence = (f" · retrieval confidence {turn.retrieval.confidence:.2f}"
+                  if turn.retrieval else "")
+    out.print(f"[dim]decision: {decision.action} (priority {decision.priority}"
+              f"{f', team {decision.team}' if decision.team else ''}){confidence} · "
+              f"{turn.timings_ms['total']:.0f} ms[/dim]")
+    for reason, why in decision.evidence.items():
+        out.print(f"[dim]  {reason}: {why}[/dim]")
 
 
 def _print_sources(annotations: dict[str, Any]) -> None:
@@ -237,6 +254,9 @@ def chat(plan: PlanOption = None) -> None:
             )
         except AssistantError as exc:
             err.print(f"[red]{exc}[/red]")
+            continue
+        if posted.reply is None:
+            out.print("[dim](a person from the team has this conversation; the bot is quiet)[/dim]")
             continue
         out.print(Markdown(posted.reply.text))
         _print_sources(posted.reply.annotations)

@@ -6,6 +6,7 @@ Build them with :func:`get_settings` and pass the object down; no other module r
 
 from __future__ import annotations
 
+import os
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -53,6 +54,21 @@ class Settings(BaseSettings):
 
     chunk_size: int = Field(1200, ge=200, le=8000, description="Max characters per chunk.")
     chunk_overlap: int = Field(150, ge=0, le=2000, description="Characters shared by chunks.")
+    exact_search_max_chunks: int = Field(
+        50_000,
+        ge=0,
+        description="Up to this many chunks, dense search is exact in memory; above, Chroma HNSW.",
+    )
+    policy_file: Path | None = Field(
+        None, description="Escalation policy YAML; unset means the shipped default policy."
+    )
+    taxonomy_file: Path | None = Field(
+        None, description="Intent taxonomy YAML; unset means the shipped taxonomy."
+    )
+    intent_model_dir: Path | None = Field(
+        None,
+        description="Intent model trained by `assistant intents train`; unset: taxonomy model.",
+    )
     retrieval_k: int = Field(5, ge=1, le=50, description="Passages returned per query.")
     answer_min_confidence: float = Field(
         0.2,
@@ -73,6 +89,12 @@ class Settings(BaseSettings):
     admin_token: SecretStr | None = Field(None, description="Bootstrap admin credential.")
     host: str = Field("127.0.0.1", description="Address `assistant serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `assistant serve` binds.")
+    request_threads: int = Field(
+        4,
+        ge=1,
+        le=200,
+        description="Threads per server process running turns; more only queue on the CPU.",
+    )
 
     @property
     def resolved_database_url(self) -> str:
@@ -96,3 +118,13 @@ class Settings(BaseSettings):
 def get_settings() -> Settings:
     """The process-wide settings, read from the environment once."""
     return Settings()
+
+
+def export_to_environment(settings: Settings, *names: str) -> None:
+    """Put the named settings into ``os.environ`` for child processes to read back.
+
+    ``assistant serve --workers N`` starts processes that build their settings from the
+    environment; options given on the command line (``--kb``) must reach them this way.
+    """
+    for name in names:
+        os.environ[f"ASSISTANT_{name.upper()}"] = str(getattr(settings, name))

@@ -11,17 +11,23 @@ from __future__ import annotations
 import hashlib
 import logging
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from assistant.answer.types import Answer
 from assistant.engine import Engine, TurnResult
 from assistant.errors import InvalidInput, NotFound, Unauthorized
-from assistant.events import Event
+from assistant.events import Event, EventBus
 from assistant.identity import hash_token, new_conversation_token, token_matches, verify_user_hash
 from assistant.kb.audience import Audience
-from assistant.storage.records import ConversationRecord, CustomerRecord, MessageRecord
+from assistant.storage.handoff_repo import HandoffStore
+from assistant.storage.records import (
+    ConversationRecord,
+    CustomerRecord,
+    HandoffRecord,
+    MessageRecord,
+)
 from assistant.storage.repos import Store
+from assistant.understanding.history import PriorTurn
 
 logger = logging.getLogger(__name__)
 
@@ -52,11 +58,28 @@ class StartedConversation:
 
 @dataclass(frozen=True)
 class PostedMessage:
-    """The stored customer message and the stored reply."""
+    """The stored customer message, the bot's reply (none while a person owns the
+    conversation) and the open hand-off, if any."""
 
     message: MessageRecord
-    reply: MessageRecord
+    reply: MessageRecord | None
     replayed: bool
+    handoff: HandoffRecord | None = None
+
+
+# While a person owns the conversation, or one is on the way, the bot stays silent.
+HUMAN_OWNED = frozenset({"waiting", "agent"})
+
+
+HISTORY_MESSAGES = 20  # enough for streaks and repeats; bounded so long chats stay cheap
+
+
+@dataclass(frozen=True)
+class _Turn:
+    text: str
+    annotations: dict[str, Any]
+    message_annotations: dict[str, Any]
+    events: tuple[Event, ...]
 
 
 def request_fingerprint(text: str) -> str:
@@ -72,12 +95,16 @@ class ConversationService:
         *,
         store: Store,
         engine: Engine,
+        bus: EventBus | None = None,
+        handoffs: HandoffStore | None = None,
         widget_secret: str | None,
         max_message_chars: int,
         idempotency_stale_after: timedelta,
     ) -> None:
         self._store = store
         self._engine = engine
+        self._bus = bus or EventBus()
+        self._handoffs = handoffs
         self._widget_secret = widget_secret
         self._max_chars = max_message_chars
         self._stale_after = idempotency_stale_after
@@ -126,13 +153,10 @@ class ConversationService:
 
         A wrong token and an unknown id get the same answer, so ids cannot be probed.
         """
-        stored = self._store.conversation_token_hash(conversation_id)
-        if stored is None or not token_matches(token, stored):
+        found = self._store.conversation_and_token_hash(conversation_id)
+        if found is None or not token_matches(token, found[1]):
             raise NotFound("conversation not found, or the token does not open it")
-        conversation = self._store.get_conversation(conversation_id)
-        if conversation is None:  # deleted between the two reads
-            raise NotFound("conversation not found, or the token does not open it")
-        return conversation
+        return found[0]
 
     def post_message(
         self, conversation: ConversationRecord, *, text: str, idempotency_key: str | None
@@ -145,21 +169,64 @@ class ConversationService:
             idempotency_key=idempotency_key,
             request_hash=request_fingerprint(text),
             stale_after=self._stale_after,
+            hold_when=HUMAN_OWNED if self._handoffs is not None else frozenset(),
         )
-        if outcome.kind == "replay" and outcome.reply_message is not None:
-            return PostedMessage(outcome.customer_message, outcome.reply_message, replayed=True)
+        if outcome.kind in {"replay", "held"}:
+            return PostedMessage(
+                outcome.customer_message,
+                outcome.reply_message,
+                replayed=outcome.kind == "replay",
+                handoff=self._open_handoff(conversation.id),
+            )
         customer = (
             self._store.get_customer(conversation.customer_id) if conversation.customer_id else None
         )
-        reply_text, annotations = self._answer(conversation, customer, text)
+        history = self._history(conversation.id, before=outcome.customer_message.id)
+        turn = self._answer(conversation, customer, text, history)
         reply = self._store.record_reply(
             conversation_id=conversation.id,
-            text=reply_text,
-            annotations=annotations,
+            text=turn.text,
+            annotations=turn.annotations,
             idempotency_key=idempotency_key,
             customer_message_id=outcome.customer_message.id,
+            events=[(event.type, event.payload()) for event in turn.events],
+            customer_annotations=turn.message_annotations,
         )
-        return PostedMessage(outcome.customer_message, reply, replayed=False)
+        events = turn.events
+        # Subscribers (metrics, health, webhooks) hear only about turns that were stored.
+        for event in events:
+            self._bus.publish(event)
+        handoff = self._enqueue_if_handed_off(conversation.id, turn.annotations)
+        return PostedMessage(outcome.customer_message, reply, replayed=False, handoff=handoff)
+
+    def _open_handoff(self, conversation_id: str) -> HandoffRecord | None:
+        if self._handoffs is None:
+            return None
+        return self._handoffs.open_for_conversation(conversation_id)
+
+    def _enqueue_if_handed_off(
+        self, conversation_id: str, annotations: dict[str, Any]
+    ) -> HandoffRecord | None:
+        """Queue the conversation for a person when the policy decided to hand off."""
+        decision = annotations.get("decision") or {}
+        if self._handoffs is None or decision.get("action") != "handoff":
+            return None
+        priority = int(decision.get("priority") or 0)
+        try:
+            return self._handoffs.enqueue(
+                conversation_id=conversation_id,
+                team=decision.get("team") or "support",
+                priority=priority,
+                reasons=list(decision.get("reasons") or []),
+                evidence=dict(decision.get("evidence") or {}),
+                due_at=datetime.now(UTC)
+                + timedelta(minutes=self._engine.policy.sla_minutes(priority)),
+            )
+        except Exception:
+            # The reply is stored either way; a failed enqueue is logged, and the next
+            # message (still "bot"-owned) can hand off again.
+            logger.exception("could not queue a hand-off for %s", conversation_id)
+            return None
 
     def messages(
         self, conversation: ConversationRecord, *, after: int | None
@@ -180,9 +247,38 @@ class ConversationService:
             raise InvalidInput("message text contains a NUL character")
         return cleaned
 
+    def _history(self, conversation_id: str, *, before: int) -> list[PriorTurn]:
+        """The earlier customer turns, with how they were understood and answered."""
+        messages = self._store.recent_messages(
+            conversation_id=conversation_id, before=before, limit=HISTORY_MESSAGES
+        )
+        turns: list[PriorTurn] = []
+        for i, message in enumerate(messages):
+            if message.role != "customer":
+                continue
+            reply = next((m for m in messages[i + 1 :] if m.role != "customer"), None)
+            notes = message.annotations
+            turns.append(
+                PriorTurn(
+                    text=message.text,
+                    intent=(notes.get("intent") or {}).get("label"),
+                    sentiment=(notes.get("sentiment") or {}).get("label"),
+                    bot_failed=bool(
+                        reply is not None
+                        and reply.role == "assistant"
+                        and reply.annotations.get("abstained")
+                    ),
+                )
+            )
+        return turns
+
     def _answer(
-        self, conversation: ConversationRecord, customer: CustomerRecord | None, text: str
-    ) -> tuple[str, dict[str, Any]]:
+        self,
+        conversation: ConversationRecord,
+        customer: CustomerRecord | None,
+        text: str,
+        history: list[PriorTurn],
+    ) -> _Turn:
         audience = Audience(
             verified=bool(customer and customer.verified), plan=customer.plan if customer else None
         )
@@ -192,6 +288,7 @@ class ConversationService:
                 audience=audience,
                 conversation_id=conversation.id,
                 customer_id=conversation.customer_id,
+                history=history,
             )
         except Exception as exc:
             # The customer's message is already stored; they get an honest reply and the
@@ -203,29 +300,26 @@ class ConversationService:
                 customer_id=conversation.customer_id,
                 payload={"error": type(exc).__name__},
             )
-            fallback = Answer(text=FALLBACK_TEXT, abstained=True, answerer="fallback")
-            return fallback.text, {
-                "answerer": "fallback",
-                "abstained": True,
-                "citations": [],
-                "decision": {
-                    "action": "answer_and_offer_human",
-                    "reasons": ["bot_failure"],
-                    "priority": 2,
+            return _Turn(
+                text=FALLBACK_TEXT,
+                annotations={
+                    "answerer": "fallback",
+                    "abstained": True,
+                    "citations": [],
+                    "decision": {
+                        "action": "answer_and_offer_human",
+                        "reasons": ["bot_failure"],
+                        "priority": 2,
+                        "evidence": {"bot_failure": type(exc).__name__},
+                        "team": None,
+                    },
                 },
-            }
-        return turn.answer.text, turn.annotations()
-
-
-def event_logger(store: Store) -> Any:
-    """A bus subscriber that appends every event to the interaction log."""
-
-    def write(event: Event) -> None:
-        store.append_event(
-            type=event.type,
-            conversation_id=event.conversation_id,
-            customer_id=event.customer_id,
-            payload=event.payload(),
+                message_annotations={},
+                events=(),
+            )
+        return _Turn(
+            text=turn.reply_text,
+            annotations=turn.annotations(),
+            message_annotations=turn.message_annotations(),
+            events=turn.events,
         )
-
-    return write

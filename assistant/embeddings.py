@@ -102,6 +102,8 @@ class OnnxMiniLMEmbedder:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         options.log_severity_level = 3
+        # Spinning idle threads burn the cores that concurrent requests need.
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         self._session = ort.InferenceSession(
             str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
         )

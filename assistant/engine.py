@@ -1,22 +1,37 @@
 """The turn pipeline: one customer message in, one reply with its reasons out.
 
-``Engine.handle_turn`` embeds the message once, retrieves, composes an answer and asks the
-policy what to do. It takes plain data and returns plain data: no HTTP, no SQL. Storage
-happens around it (``assistant.conversations``), so every message is stored before the
+``Engine.handle_turn`` embeds the message once, classifies it (intent, sentiment,
+frustration, churn), retrieves, composes an answer and asks the policy what to do, given
+the conversation's earlier turns. It takes plain data and returns plain data: no HTTP, no
+SQL. Storage happens around it (``assistant.conversations``), so every message is stored before the
 engine sees it.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from assistant.answer.types import Answer
-from assistant.events import AnswerComposed, DecisionMade, EventBus, RetrievalPerformed
+from assistant.events import (
+    AnswerComposed,
+    DecisionMade,
+    Event,
+    MessageClassified,
+    RetrievalPerformed,
+)
 from assistant.kb.audience import Audience
 from assistant.kb.retrieval import HybridRetriever, RetrievalResult
-from assistant.policy import Decision, EscalationPolicy, TurnSignals
+from assistant.policy import Action, Decision, EscalationPolicy, TurnSignals
+from assistant.understanding.classify import Classification, MessageClassifier
+from assistant.understanding.history import (
+    PriorTurn,
+    failed_answers,
+    negative_streak,
+    repeated_question,
+)
 
 
 class Answerer(Protocol):
@@ -34,28 +49,39 @@ class TurnResult:
     """Everything the engine decided for one message."""
 
     answer: Answer
-    retrieval: RetrievalResult
+    retrieval: RetrievalResult | None
     decision: Decision
+    classification: Classification
     timings_ms: dict[str, float] = field(default_factory=dict)
+    events: tuple[Event, ...] = ()
+
+    @property
+    def reply_text(self) -> str:
+        """What the customer reads (the answer, or the hand-off message)."""
+        return self.answer.text
+
+    def message_annotations(self) -> dict[str, Any]:
+        """What is stored on the customer's message: how it was understood."""
+        return self.classification.as_dict()
 
     def annotations(self) -> dict[str, Any]:
         """What is stored on the reply and shown to agents (not to customers)."""
-        return {
+        notes: dict[str, Any] = {
             "answerer": self.answer.answerer,
             "abstained": self.answer.abstained,
             "citations": [c.as_dict() for c in self.answer.citations],
-            "retrieval": {
+            "retrieval": None,
+            **self.classification.as_dict(),
+            "decision": self.decision.as_dict(),
+            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
+        }
+        if self.retrieval is not None:
+            notes["retrieval"] = {
                 "confidence": round(self.retrieval.confidence, 4),
                 "article_ids": self.retrieval.article_ids,
                 "mode": self.retrieval.mode,
-            },
-            "decision": {
-                "action": str(self.decision.action),
-                "reasons": self.decision.reasons,
-                "priority": self.decision.priority,
-            },
-            "timings_ms": {k: round(v, 2) for k, v in self.timings_ms.items()},
-        }
+            }
+        return notes
 
 
 class Engine:
@@ -66,15 +92,15 @@ class Engine:
         *,
         retriever: HybridRetriever,
         answerer: Answerer,
+        classifier: MessageClassifier,
         policy: EscalationPolicy,
-        bus: EventBus,
         retrieval_k: int = 5,
         min_confidence: float = 0.5,
     ) -> None:
         self.retriever = retriever
         self.answerer = answerer
+        self.classifier = classifier
         self.policy = policy
-        self.bus = bus
         self.retrieval_k = retrieval_k
         self.min_confidence = min_confidence
 
@@ -85,60 +111,129 @@ class Engine:
         audience: Audience,
         conversation_id: str | None = None,
         customer_id: str | None = None,
+        history: Sequence[PriorTurn] = (),
     ) -> TurnResult:
-        """Answer one customer message."""
+        """Answer one customer message, given the conversation's earlier turns."""
         ids = {"conversation_id": conversation_id, "customer_id": customer_id}
-        started = time.perf_counter()
+        clock = _Clock()
         vector = self.retriever.embed_query(text)
-        embedded = time.perf_counter()
-        retrieval = self.retriever.search(
-            text, k=self.retrieval_k, audience=audience, query_vector=vector
-        )
-        retrieved = time.perf_counter()
-        self.bus.publish(
-            RetrievalPerformed(
+        clock.lap("embed")
+        understood = self.classifier.classify(text, vector)
+        clock.lap("classify")
+        intent = understood.intent_label
+        events: list[Event] = [
+            MessageClassified(
                 **ids,
-                query_chars=len(text),
-                article_ids=retrieval.article_ids,
-                confidence=round(retrieval.confidence, 4),
-                below_threshold=retrieval.confidence < self.min_confidence,
-                threshold=self.min_confidence,
-                mode=retrieval.mode,
+                intent=understood.intent.label,
+                intent_confidence=round(understood.intent.confidence, 4),
+                sentiment=understood.sentiment.label,
+                frustration=round(understood.frustration.score, 4),
+                frustration_cues=understood.frustration.cue_names,
+                churn_signals=[signal.kind for signal in understood.churn],
+            )
+        ]
+        fixed_reply = self.policy.replies.get(intent) if intent else None
+        retrieval: RetrievalResult | None = None
+        if fixed_reply is None:
+            retrieval = self.retriever.search(
+                text, k=self.retrieval_k, audience=audience, query_vector=vector
+            )
+            clock.lap("retrieve")
+            events.append(
+                RetrievalPerformed(
+                    **ids,
+                    query_chars=len(text),
+                    article_ids=retrieval.article_ids,
+                    confidence=round(retrieval.confidence, 4),
+                    below_threshold=retrieval.confidence < self.min_confidence,
+                    threshold=self.min_confidence,
+                    mode=retrieval.mode,
+                )
+            )
+            answer = self.answerer.answer(
+                question=text, retrieval=retrieval, min_confidence=self.min_confidence
+            )
+        else:
+            answer = Answer(text=fixed_reply, answerer="fixed_reply")
+        clock.lap("answer")
+        failed = answer.abstained
+        decision = self.policy.decide(
+            TurnSignals(
+                text=text,
+                intent=intent,
+                sentiment=understood.sentiment.label,
+                frustration=understood.frustration.score,
+                frustration_cues=tuple(understood.frustration.cue_names),
+                churn=tuple((signal.kind, signal.text) for signal in understood.churn),
+                retrieval_confidence=retrieval.confidence if retrieval else None,
+                abstained=failed,
+                negative_streak=negative_streak(history, understood.sentiment.label),
+                failed_answers=failed_answers(history, failed),
+                repeated_of=repeated_question(
+                    history, text, intent, threshold=self.policy.repeat_similarity
+                ),
+                plan=audience.plan if audience.verified else None,
             )
         )
-        answer = self.answerer.answer(
-            question=text, retrieval=retrieval, min_confidence=self.min_confidence
-        )
-        answered = time.perf_counter()
-        self.bus.publish(
+        answer = self._finish(answer, decision)
+        clock.lap("decide")
+        events.append(
             AnswerComposed(
                 **ids,
                 answerer=answer.answerer,
                 abstained=answer.abstained,
                 cited_article_ids=[c.article_id for c in answer.citations],
-                latency_ms=round((answered - retrieved) * 1000, 2),
+                latency_ms=round(clock.laps.get("answer", 0.0), 2),
             )
         )
-        decision = self.policy.decide(
-            TurnSignals(
-                retrieval_confidence=retrieval.confidence,
-                abstained=answer.abstained,
-                min_confidence=self.min_confidence,
-            )
-        )
-        self.bus.publish(
+        events.append(
             DecisionMade(
                 **ids,
                 action=str(decision.action),
-                reasons=decision.reasons,
+                reasons=list(decision.reasons),
                 priority=decision.priority,
+                evidence=dict(decision.evidence),
+                team=decision.team,
             )
         )
-        done = time.perf_counter()
-        timings = {
-            "embed": (embedded - started) * 1000,
-            "retrieve": (retrieved - embedded) * 1000,
-            "answer": (answered - retrieved) * 1000,
-            "total": (done - started) * 1000,
-        }
-        return TurnResult(answer=answer, retrieval=retrieval, decision=decision, timings_ms=timings)
+        return TurnResult(
+            answer=answer,
+            retrieval=retrieval,
+            decision=decision,
+            classification=understood,
+            timings_ms=clock.totals(),
+            events=tuple(events),
+        )
+
+    def _finish(self, answer: Answer, decision: Decision) -> Answer:
+        """The customer-facing text for the decision (never the raw reasons)."""
+        messages = self.policy.messages
+        if decision.action == Action.HANDOFF:
+            # A person takes over; the bot does not keep answering beside them.
+            return Answer(text=messages.handoff, abstained=answer.abstained,
+                          answerer=answer.answerer)
+        if decision.action == Action.ANSWER_AND_OFFER_HUMAN and not answer.abstained:
+            offer = messages.offer_human
+            text = f"{answer.text}\n\n{offer}" if answer.text else offer
+            return Answer(text=text, citations=answer.citations, abstained=False,
+                          answerer=answer.answerer)
+        if not answer.text:
+            return Answer(text=messages.offer_human, abstained=answer.abstained,
+                          answerer=answer.answerer)
+        return answer
+
+
+class _Clock:
+    """Named laps of a turn, in milliseconds."""
+
+    def __init__(self) -> None:
+        self._start = self._last = time.perf_counter()
+        self.laps: dict[str, float] = {}
+
+    def lap(self, name: str) -> None:
+        now = time.perf_counter()
+        self.laps[name] = (now - self._last) * 1000
+        self._last = now
+
+    def totals(self) -> dict[str, float]:
+        return {**self.laps, "total": (self._last - self._start) * 1000}

@@ -32,6 +32,19 @@ class Event:
 
 
 @dataclass(frozen=True)
+class MessageClassified(Event):
+    """A customer message was classified."""
+
+    type: ClassVar[str] = "message.classified"
+    intent: str = "unknown"
+    intent_confidence: float = 0.0
+    sentiment: str = "neutral"
+    frustration: float = 0.0
+    frustration_cues: list[str] = field(default_factory=list)
+    churn_signals: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
 class RetrievalPerformed(Event):
     """The knowledge base was searched for a customer message."""
 
@@ -63,6 +76,8 @@ class DecisionMade(Event):
     action: str = "answer"
     reasons: list[str] = field(default_factory=list)
     priority: int = 0
+    evidence: dict[str, str] = field(default_factory=dict)
+    team: str | None = None
 
 
 Subscriber = Callable[[Event], None]

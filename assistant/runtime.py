@@ -13,15 +13,18 @@ from chromadb.api import ClientAPI
 
 from assistant.answer.extractive import ExtractiveAnswerer
 from assistant.config import Settings
-from assistant.conversations import ConversationService, event_logger
+from assistant.conversations import ConversationService
 from assistant.embeddings import Embedder
 from assistant.engine import Engine
 from assistant.events import EventBus
 from assistant.kb.components import KnowledgeBase, build_knowledge_base
 from assistant.kb.ingest import IngestReport
-from assistant.policy import EscalationPolicy
+from assistant.policy import load_policy
 from assistant.storage.db import make_engine, migrate
+from assistant.storage.handoff_repo import HandoffStore
 from assistant.storage.repos import Store
+from assistant.understanding.components import build_classifier
+from assistant.understanding.taxonomy import load_taxonomy
 
 
 @dataclass
@@ -30,6 +33,7 @@ class Runtime:
 
     settings: Settings
     store: Store
+    handoffs: HandoffStore
     kb: KnowledgeBase
     bus: EventBus
     engine: Engine
@@ -62,24 +66,37 @@ def build_runtime(
     db = make_engine(settings.resolved_database_url)
     migrate(db)
     store = Store(db)
+    handoffs = HandoffStore(db)
     kb = build_knowledge_base(settings, embedder=embedder, client=chroma_client)
     bus = EventBus()
-    bus.subscribe(event_logger(store))
+    taxonomy = load_taxonomy(settings.taxonomy_file)
+    policy = load_policy(settings.policy_file, intents=taxonomy.labels)
+    classifier = build_classifier(
+        settings, taxonomy=taxonomy, policy=policy, embedder=kb.embedder
+    )
     engine = Engine(
         retriever=kb.retriever,
         answerer=ExtractiveAnswerer(),
-        policy=EscalationPolicy(),
-        bus=bus,
+        classifier=classifier,
+        policy=policy,
         retrieval_k=settings.retrieval_k,
         min_confidence=settings.answer_min_confidence,
     )
     conversations = ConversationService(
         store=store,
         engine=engine,
+        bus=bus,
+        handoffs=handoffs,
         widget_secret=settings.widget_secret.get_secret_value() if settings.widget_secret else None,
         max_message_chars=settings.max_message_chars,
         idempotency_stale_after=timedelta(seconds=settings.idempotency_stale_seconds),
     )
     return Runtime(
-        settings=settings, store=store, kb=kb, bus=bus, engine=engine, conversations=conversations
+        settings=settings,
+        store=store,
+        handoffs=handoffs,
+        kb=kb,
+        bus=bus,
+        engine=engine,
+        conversations=conversations,
     )

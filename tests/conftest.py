@@ -4,17 +4,25 @@ from __future__ import annotations
 
 import os
 import textwrap
+import uuid
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import chromadb
 import pytest
 from chromadb.config import Settings as ChromaSettings
 from fastapi.testclient import TestClient
+from sqlalchemy import Engine, create_engine
 
 from assistant.config import Settings
 from assistant.embeddings import HashingEmbedder
 from assistant.runtime import Runtime, build_runtime
+from assistant.storage.db import make_engine, migrate
+from assistant.storage.handoff_repo import HandoffStore
+from assistant.storage.repos import Store
+from assistant.understanding.components import train_on_taxonomy
+from assistant.understanding.taxonomy import load_taxonomy
 from assistant.web.app import create_app
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -109,10 +117,22 @@ def kb_dir(tmp_path: Path) -> Path:
     return write_kb(tmp_path / "kb")
 
 
+ADMIN_TOKEN = "test-admin-token"
+
+
+@pytest.fixture(scope="session")
+def intent_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The taxonomy's intent model for the hashing embedder, trained once per session."""
+    directory = tmp_path_factory.mktemp("intent-model")
+    train_on_taxonomy(load_taxonomy(), HashingEmbedder()).save(directory)
+    return directory
+
+
 @pytest.fixture
-def settings(tmp_path: Path, kb_dir: Path) -> Settings:
+def settings(tmp_path: Path, kb_dir: Path, intent_model_dir: Path) -> Settings:
     return Settings(
         data_dir=tmp_path / "data", kb_dir=kb_dir, answer_min_confidence=0.0,
+        intent_model_dir=intent_model_dir, admin_token=ADMIN_TOKEN,
         _env_file=None,  # type: ignore[call-arg]
     )
 
@@ -157,3 +177,61 @@ def auth(token: str) -> dict[str, str]:
 
 def postgres_url() -> str | None:
     return os.environ.get("ASSISTANT_TEST_DATABASE_URL")
+
+
+# -- storage backends: every storage test runs on SQLite, and on PostgreSQL when
+# ASSISTANT_TEST_DATABASE_URL is set (each test in a fresh schema) -------------------------
+
+
+@dataclass
+class Backend:
+    name: str
+    engine: Engine
+    store: Store
+    handoffs: HandoffStore
+    url: str
+    connect_args: dict
+
+    def new_engine(self) -> Engine:
+        """Another engine on the same database, as a second process would have."""
+        return make_engine(self.url, connect_args=self.connect_args)
+
+
+def sqlite_backend(tmp_path: Path) -> Iterator[Backend]:
+    url = f"sqlite:///{tmp_path / 'nested' / 'assistant.db'}"
+    engine = make_engine(url)
+    migrate(engine)
+    yield Backend("sqlite", engine, Store(engine), HandoffStore(engine), url, {})
+    engine.dispose()
+
+
+def _postgres_backend() -> Iterator[Backend]:
+    url = postgres_url()
+    if not url:
+        pytest.skip("set ASSISTANT_TEST_DATABASE_URL to a PostgreSQL URL to run these")
+    schema = f"t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(url, isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        connect_args = {"options": f"-csearch_path={schema}"}
+        engine = make_engine(url, connect_args=connect_args)
+        try:
+            migrate(engine)
+            yield Backend(
+                "postgresql", engine, Store(engine), HandoffStore(engine), url, connect_args
+            )
+        finally:
+            engine.dispose()
+            with admin.connect() as conn:
+                conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
+    finally:
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    if request.param == "sqlite":
+        yield from sqlite_backend(tmp_path)
+    else:
+        yield from _postgres_backend()

@@ -55,9 +55,31 @@ def test_message_and_reply_are_stored_with_events(client, conversation, runtime)
     assert [m.role for m in stored] == ["customer", "assistant"]
     assert stored[1].annotations["retrieval"]["article_ids"][0] == "integrations/slack.md"
     types = [e.type for e in runtime.store.list_events(conversation_id=conversation["id"])]
-    for expected in ("conversation.started", "message.received", "retrieval.performed",
+    for expected in ("conversation.started", "message.received", "message.classified",
+                     "retrieval.performed",
                      "answer.composed", "decision.made", "answer.sent"):
         assert expected in types
+
+
+def test_turn_events_are_logged_with_the_reply_then_published(client, conversation,
+                                                              runtime) -> None:
+    heard: list[tuple[str, int]] = []
+
+    def listener(event) -> None:
+        # Published after the commit: the reply is already readable when subscribers run.
+        heard.append((event.type, runtime.store.count_messages(conversation_id=conversation["id"])))
+
+    def broken(event) -> None:
+        raise RuntimeError("metrics sink down")
+
+    runtime.bus.subscribe(broken)
+    runtime.bus.subscribe(listener)
+    assert post(client, conversation, "How do I connect Slack?").status_code == 200
+    assert heard == [("message.classified", 2), ("retrieval.performed", 2),
+                     ("answer.composed", 2), ("decision.made", 2)]
+    logged = [e.type for e in runtime.store.list_events(conversation_id=conversation["id"])]
+    assert logged[-5:] == ["message.classified", "retrieval.performed", "answer.composed",
+                           "decision.made", "answer.sent"]
 
 
 def test_token_is_required_and_must_match(client: TestClient, conversation) -> None:
@@ -73,7 +95,7 @@ def test_token_is_required_and_must_match(client: TestClient, conversation) -> N
 
 
 def test_token_is_never_stored_in_clear(client: TestClient, conversation, runtime) -> None:
-    stored = runtime.store.conversation_token_hash(conversation["id"])
+    _, stored = runtime.store.conversation_and_token_hash(conversation["id"])
     assert stored and stored != conversation["token"] and len(stored) == 64
 
 
@@ -232,3 +254,71 @@ def test_healthz_and_openapi(client: TestClient) -> None:
     schema = client.get("/openapi.json").json()
     assert "/v1/conversations/{conversation_id}/messages" in schema["paths"]
     assert client.get("/docs").status_code == 200
+
+
+def test_every_message_carries_its_annotations(client, conversation, runtime) -> None:
+    post(client, conversation, "This is not worth the money, I want a refund!")
+    asked, reply = runtime.store.list_messages(conversation_id=conversation["id"])
+    assert {s["kind"] for s in asked.annotations["churn_signals"]} == {"not_worth_it",
+                                                                      "refund_demand"}
+    assert {"intent", "sentiment", "frustration"} <= set(asked.annotations)
+    assert reply.annotations["decision"]["reasons"][0] == "churn_risk"
+    assert reply.annotations["decision"]["team"] == "retention"
+    classified = runtime.store.list_events(conversation_id=conversation["id"],
+                                           type="message.classified")
+    assert set(classified[0].payload["churn_signals"]) == {"not_worth_it", "refund_demand"}
+
+
+def test_the_bot_failing_twice_hands_off(client, conversation, runtime) -> None:
+    runtime.engine.min_confidence = 1.0  # nothing is good enough: every answer abstains
+    first = post(client, conversation, "Where are the frobnicator settings?").json()["reply"]
+    second = post(client, conversation, "What does the quux panel do?").json()["reply"]
+    assert first["offer_human"] is True
+    stored = runtime.store.list_messages(conversation_id=conversation["id"])
+    assert "low_confidence" in stored[1].annotations["decision"]["reasons"]
+    decision = stored[3].annotations["decision"]
+    assert decision["action"] == "handoff"
+    assert "bot_failed_twice" in decision["reasons"]
+    assert second["text"] == runtime.engine.policy.messages.handoff
+
+
+def test_a_repeated_question_hands_off(client, conversation, runtime) -> None:
+    post(client, conversation, "How do I connect Slack to my workspace?")
+    post(client, conversation, "HOW DO I CONNECT SLACK TO MY WORKSPACE")
+    reply = runtime.store.list_messages(conversation_id=conversation["id"])[-1]
+    assert "repeated_question" in reply.annotations["decision"]["reasons"]
+    assert reply.annotations["decision"]["evidence"]["repeated_question"].startswith(
+        'repeats "How do I connect Slack')
+
+
+def test_a_hand_off_queues_the_conversation_and_silences_the_bot(client, conversation,
+                                                                  runtime) -> None:
+    first = post(client, conversation, "I want to talk to a human", key="h1").json()
+    assert first["reply"]["text"] == runtime.engine.policy.messages.handoff
+    assert first["handoff"]["status"] == "queued"
+    assert "reasons" not in first["handoff"]  # customers never see why
+    (queued,) = runtime.handoffs.queue()
+    assert (queued.conversation_id, queued.team) == (conversation["id"], "support")
+    assert "human_requested" in queued.reasons
+    assert runtime.store.get_conversation(conversation["id"]).status == "waiting"
+
+    held = post(client, conversation, "hello? anyone there?", key="h2")
+    assert held.status_code == 200, held.text
+    assert held.json()["reply"] is None
+    assert held.json()["handoff"]["status"] == "queued"
+    again = post(client, conversation, "hello? anyone there?", key="h2").json()
+    assert again["replayed"] is True and again["reply"] is None
+    roles = [m.role for m in runtime.store.list_messages(conversation_id=conversation["id"])]
+    assert roles == ["customer", "assistant", "customer"]  # stored once, no bot reply
+    assert len(runtime.handoffs.queue()) == 1
+
+
+def test_the_hand_off_due_time_follows_the_policy_sla(client, conversation, runtime) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    before = datetime.now(UTC)
+    post(client, conversation, "I want to talk to a human")
+    (queued,) = runtime.handoffs.queue()
+    minutes = runtime.engine.policy.sla_minutes(queued.priority)
+    assert before + timedelta(minutes=minutes) <= queued.due_at
+    assert queued.due_at <= datetime.now(UTC) + timedelta(minutes=minutes)

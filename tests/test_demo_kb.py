@@ -11,6 +11,8 @@ from assistant.config import Settings
 from assistant.kb.articles import iter_kb_files, load_article
 from assistant.kb.audience import Audience
 from assistant.runtime import Runtime, build_runtime
+from assistant.understanding.datasets import read_labelled_csv
+from assistant.understanding.intent import evaluate
 
 KB = Path(__file__).resolve().parent.parent / "knowledge_base"
 
@@ -60,8 +62,20 @@ def test_answers_cite_the_right_article(demo: Runtime, question: str, article: s
 @pytest.mark.model
 @pytest.mark.parametrize("question", ["what's the weather in Paris tomorrow",
                                       "write me a poem about cats", "who won the world cup"])
-def test_unrelated_questions_abstain_and_offer_a_person(demo: Runtime, question: str) -> None:
+def test_unrelated_questions_get_the_out_of_scope_reply(demo: Runtime, question: str) -> None:
     turn = demo.engine.handle_turn(text=question, audience=Audience.anonymous())
+    assert turn.classification.intent.label == "out_of_scope"
+    assert turn.retrieval is None and not turn.answer.citations  # no article pasted
+    assert turn.reply_text == demo.engine.policy.replies["out_of_scope"]
+
+
+@pytest.mark.model
+@pytest.mark.parametrize("question", ["Can I print boards on A3 paper with a watermark?",
+                                      "Is there a Tallyboard user conference this year?"])
+def test_unanswerable_questions_abstain_and_offer_a_person(demo: Runtime, question: str) -> None:
+    turn = demo.engine.handle_turn(text=question, audience=Audience.anonymous())
+    if turn.classification.intent_label in demo.engine.policy.replies:
+        pytest.fail(f"{question!r} was classified {turn.classification.intent.label}")
     assert turn.answer.abstained and not turn.answer.citations
     assert turn.decision.action == "answer_and_offer_human"
 
@@ -74,3 +88,22 @@ def test_enterprise_article_only_for_verified_enterprise(demo: Runtime) -> None:
                                                                    plan="enterprise"))
     assert "account/scim-provisioning.md" not in anonymous.article_ids
     assert enterprise.article_ids[0] == "account/scim-provisioning.md"
+
+
+@pytest.mark.model
+def test_taxonomy_intents_on_held_out_support_messages(demo: Runtime) -> None:
+    texts, labels = read_labelled_csv(KB.parent / "evals" / "data" / "support_intents.csv")
+    vectors = demo.kb.embedder.embed(texts)
+    report = evaluate(demo.engine.classifier.intents, texts, labels, vectors)
+    assert report["accuracy"] >= 0.9, report
+
+
+@pytest.mark.model
+def test_leaving_for_a_competitor_goes_to_retention(demo: Runtime) -> None:
+    turn = demo.engine.handle_turn(
+        text="This is the third time I ask. Cancel my subscription, we're moving to Asana.",
+        audience=Audience.anonymous())
+    assert turn.decision.action == "handoff" and turn.decision.team == "retention"
+    assert {"churn_risk", "very_frustrated"} <= set(turn.decision.reasons)
+    assert turn.classification.intent.label == "cancellation"
+    assert {c.name for c in turn.classification.frustration.cues} >= {"repeated_contact"}

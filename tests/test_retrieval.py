@@ -8,9 +8,26 @@ from assistant.kb.audience import Audience
 from assistant.kb.retrieval import HybridRetriever, confidence
 
 
-@pytest.fixture
-def retriever(runtime) -> HybridRetriever:
-    return runtime.kb.retriever
+@pytest.fixture(params=["exact", "chroma"])
+def retriever(runtime, request) -> HybridRetriever:
+    """Both dense paths: exact in memory (small KBs) and Chroma's index (large ones)."""
+    limit = 50_000 if request.param == "exact" else 0
+    built = HybridRetriever(index=runtime.kb.index, embedder=runtime.kb.embedder,
+                            exact_search_max_chunks=limit)
+    assert built.exact is (request.param == "exact")
+    return built
+
+
+def test_exact_and_chroma_dense_search_agree(runtime) -> None:
+    exact = HybridRetriever(index=runtime.kb.index, embedder=runtime.kb.embedder, mode="dense")
+    chroma = HybridRetriever(index=runtime.kb.index, embedder=runtime.kb.embedder, mode="dense",
+                             exact_search_max_chunks=0)
+    for audience in (Audience.anonymous(), Audience(verified=True, plan="enterprise"),
+                     Audience.operator()):
+        a = exact.candidates("reset password via email link", audience=audience).dense
+        b = chroma.candidates("reset password via email link", audience=audience).dense
+        assert [pos for pos, _ in a] == [pos for pos, _ in b]
+        assert [sim for _, sim in a] == pytest.approx([sim for _, sim in b], abs=1e-4)
 
 
 def test_finds_the_right_article(retriever: HybridRetriever) -> None:

@@ -4,17 +4,15 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import threading
 import uuid
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import Engine, create_engine, inspect, text
+from conftest import Backend
+from sqlalchemy import inspect, text
 
 from assistant.errors import (
     Conflict,
@@ -27,52 +25,7 @@ from assistant.storage.db import make_engine, migrate
 from assistant.storage.repos import Store
 from assistant.storage.tables import Base, IdempotencyKey
 
-PG_URL = os.environ.get("ASSISTANT_TEST_DATABASE_URL")
 STALE = timedelta(seconds=60)
-
-
-@dataclass
-class Backend:
-    name: str
-    engine: Engine
-    store: Store
-
-
-def _sqlite_backend(tmp_path) -> Iterator[Backend]:
-    engine = make_engine(f"sqlite:///{tmp_path / 'nested' / 'assistant.db'}")
-    migrate(engine)
-    store = Store(engine)
-    yield Backend("sqlite", engine, store)
-    store.dispose()
-
-
-def _postgres_backend() -> Iterator[Backend]:
-    if not PG_URL:
-        pytest.skip("set ASSISTANT_TEST_DATABASE_URL to a PostgreSQL URL to run these")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(PG_URL, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-        engine = make_engine(PG_URL, connect_args={"options": f"-csearch_path={schema}"})
-        try:
-            migrate(engine)
-            store = Store(engine)
-            yield Backend("postgresql", engine, store)
-        finally:
-            engine.dispose()
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    finally:
-        admin.dispose()
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
-def backend(request, tmp_path) -> Iterator[Backend]:
-    if request.param == "sqlite":
-        yield from _sqlite_backend(tmp_path)
-    else:
-        yield from _postgres_backend()
 
 
 @pytest.fixture
@@ -111,7 +64,7 @@ def test_migrations_match_models(backend: Backend):
 def test_migrate_is_idempotent(backend: Backend):
     migrate(backend.engine)
     with backend.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0001"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0002"
 
 
 def test_sqlite_pragmas(tmp_path):
@@ -123,6 +76,50 @@ def test_sqlite_pragmas(tmp_path):
             assert conn.exec_driver_sql("PRAGMA busy_timeout").scalar() == 10000
             assert conn.exec_driver_sql("PRAGMA synchronous").scalar() == 1  # NORMAL
         assert (tmp_path / "a" / "b" / "x.db").exists()
+    finally:
+        engine.dispose()
+
+
+def test_sqlite_writers_queue_in_process_and_always_release(tmp_path):
+    from assistant.storage.db import session_factory
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'w.db'}")
+    write = session_factory(engine)
+    try:
+        with write.begin() as session:
+            session.execute(text("CREATE TABLE t (x INTEGER)"))
+        with pytest.raises(ZeroDivisionError), write.begin() as session:
+            session.execute(text("INSERT INTO t VALUES (1)"))
+            1 / 0  # noqa: B018 - a failing transaction must give the lock back
+        inside = threading.Event()
+        release = threading.Event()
+        order: list[str] = []
+
+        def holder() -> None:
+            with write.begin() as session:
+                session.execute(text("INSERT INTO t VALUES (2)"))
+                inside.set()
+                release.wait(5)
+                order.append("holder commits")
+
+        def waiter() -> None:
+            with write.begin() as session:
+                session.execute(text("INSERT INTO t VALUES (3)"))  # BEGIN IMMEDIATE here
+                order.append("waiter wrote")
+
+        first = threading.Thread(target=holder)
+        first.start()
+        assert inside.wait(5)
+        second = threading.Thread(target=waiter)
+        second.start()
+        second.join(0.2)
+        assert second.is_alive()  # queued behind the open write transaction
+        release.set()
+        first.join(5)
+        second.join(5)
+        assert order == ["holder commits", "waiter wrote"]
+        with engine.connect() as conn:
+            assert conn.exec_driver_sql("SELECT x FROM t ORDER BY x").scalars().all() == [2, 3]
     finally:
         engine.dispose()
 
@@ -226,8 +223,8 @@ def test_conversation_and_token_hash(store: Store):
     assert conversation.status == "bot"
     assert conversation.customer_id == customer.id
     assert store.get_conversation(conversation.id) == conversation
-    assert store.conversation_token_hash(conversation.id) == token_hash
-    assert store.conversation_token_hash("missing") is None
+    assert store.conversation_and_token_hash(conversation.id) == (conversation, token_hash)
+    assert store.conversation_and_token_hash("missing") is None
     assert store.get_conversation("missing") is None
     anonymous = store.create_conversation(customer_id=None, token_hash=token_hash)
     assert anonymous.customer_id is None
@@ -465,3 +462,23 @@ def test_concurrent_writers_do_not_fail(store: Store):
     assert errors == []
     assert store.count_messages() == workers * 5
     assert store.integrity_ok()
+
+
+def test_messages_are_held_while_a_person_owns_the_conversation(backend: Backend):
+    store = backend.store
+    conversation_id = _conversation(store)
+    hold = frozenset({"waiting", "agent"})
+    kwargs = {"request_hash": "h", "stale_after": STALE, "hold_when": hold}
+    assert store.begin_customer_message(conversation_id=conversation_id, text="hi",
+                                        idempotency_key="a", **kwargs).kind == "new"
+    with backend.engine.begin() as conn:
+        conn.execute(text("UPDATE conversations SET status = 'waiting' WHERE id = :id"),
+                     {"id": conversation_id})
+    held = store.begin_customer_message(conversation_id=conversation_id, text="still there?",
+                                        idempotency_key="b", **kwargs)
+    assert held.kind == "held" and held.reply_message is None
+    replay = store.begin_customer_message(conversation_id=conversation_id, text="still there?",
+                                          idempotency_key="b", **kwargs)
+    assert (replay.kind, replay.reply_message) == ("replay", None)
+    assert replay.customer_message.id == held.customer_message.id
+    assert store.count_messages(conversation_id=conversation_id) == 2

@@ -46,5 +46,10 @@ def build_knowledge_base(
         client=client,
         index=index,
         ingestor=Ingestor(index=index, embedder=embedder, chunker=chunker),
-        retriever=HybridRetriever(index=index, embedder=embedder, mode=mode),
+        retriever=HybridRetriever(
+            index=index,
+            embedder=embedder,
+            mode=mode,
+            exact_search_max_chunks=settings.exact_search_max_chunks,
+        ),
     )

@@ -16,6 +16,7 @@ from typing import Any
 
 import bm25s
 import numpy as np
+import numpy.typing as npt
 
 from assistant.embeddings import Embedder, Vector
 from assistant.kb.audience import Audience
@@ -96,7 +97,7 @@ def confidence(top_similarity: float, margin: float, agreement: bool) -> float:
 
 
 class LexicalIndex:
-    """BM25 over chunk texts (bm25s), with per-query audience masks."""
+    """BM25 over chunk texts (bm25s)."""
 
     def __init__(self, chunks: list[Chunk]) -> None:
         self.chunks = chunks
@@ -108,19 +109,19 @@ class LexicalIndex:
             self._bm25 = bm25s.BM25()
             self._bm25.index(tokens, show_progress=False)
 
-    def search(self, query: str, *, n: int, audience: Audience) -> list[tuple[int, float]]:
-        """Top ``n`` (chunk position, score) pairs with a positive score."""
+    def search(
+        self, query: str, *, n: int, mask: npt.NDArray[np.bool_] | None
+    ) -> list[tuple[int, float]]:
+        """Top ``n`` (chunk position, score) pairs with a positive score, within ``mask``."""
         if self._bm25 is None or not _has_terms(query):
             return []
         tokens = bm25s.tokenize([query], stopwords=_STOPWORDS, show_progress=False)
         if not tokens.ids or not tokens.ids[0]:
             return []
-        mask = None
-        if not audience.everything:
-            mask = np.array([audience.admits(c.audience) for c in self.chunks], dtype=np.float32)
+        weights = None if mask is None else mask.astype(np.float32)
         k = min(n, len(self.chunks))
         docs, scores = self._bm25.retrieve(
-            tokens, k=k, show_progress=False, weight_mask=mask, n_threads=1
+            tokens, k=k, show_progress=False, weight_mask=weights, n_threads=1
         )
         return [(int(d), float(s)) for d, s in zip(docs[0], scores[0], strict=True) if s > 0]
 
@@ -129,32 +130,90 @@ def _has_terms(query: str) -> bool:
     return bool(re.search(r"\w\w", query))
 
 
-class HybridRetriever:
-    """Dense + BM25 retrieval over the chunks in a :class:`ChromaIndex`."""
+class _Snapshot:
+    """One consistent view of the KB: chunks, BM25, and (for small KBs) the vector matrix."""
 
-    def __init__(self, *, index: ChromaIndex, embedder: Embedder, mode: str = "hybrid") -> None:
+    def __init__(self, chunks: list[Chunk], matrix: Vector | None) -> None:
+        self.chunks = chunks
+        self.matrix = matrix
+        self.lexical = LexicalIndex(chunks)
+        self.by_id = {c.chunk_id: i for i, c in enumerate(chunks)}
+        # Audiences are few (public, verified, a handful of plans); building a mask per
+        # query was a measurable share of a turn.
+        self._masks: dict[frozenset[str], npt.NDArray[np.bool_]] = {}
+        self._masks_lock = threading.Lock()
+
+    def mask(self, audience: Audience) -> npt.NDArray[np.bool_] | None:
+        """Which chunks ``audience`` may read (``None``: all of them)."""
+        if audience.everything:
+            return None
+        key = audience.allowed()
+        mask = self._masks.get(key)
+        if mask is None:
+            mask = np.array([audience.admits(c.audience) for c in self.chunks], dtype=np.bool_)
+            with self._masks_lock:
+                self._masks[key] = mask
+        return mask
+
+    def exact_dense(
+        self, vector: Vector, *, n: int, mask: npt.NDArray[np.bool_] | None
+    ) -> list[tuple[int, float]]:
+        """Exact cosine top ``n`` (vectors are unit length, so a dot product is the cosine)."""
+        assert self.matrix is not None
+        sims = self.matrix @ np.asarray(vector, dtype=np.float32)
+        allowed = np.flatnonzero(mask) if mask is not None else np.arange(len(sims))
+        if allowed.size == 0:
+            return []
+        n = min(n, allowed.size)
+        picked = allowed[np.argpartition(-sims[allowed], n - 1)[:n]]
+        ordered = picked[np.lexsort((picked, -sims[picked]))]
+        return [(int(i), float(sims[i])) for i in ordered]
+
+
+class HybridRetriever:
+    """Dense + BM25 retrieval over the chunks in a :class:`ChromaIndex`.
+
+    Dense search is exact, over the vectors held in memory, while the KB has at most
+    ``exact_search_max_chunks`` chunks: for support KBs (hundreds to tens of thousands of
+    chunks) a matrix product is both faster than an approximate-index round trip and never
+    misses a neighbour. Above that, the query goes to Chroma's HNSW index.
+    """
+
+    def __init__(
+        self,
+        *,
+        index: ChromaIndex,
+        embedder: Embedder,
+        mode: str = "hybrid",
+        exact_search_max_chunks: int = 50_000,
+    ) -> None:
         if mode not in {"hybrid", "dense", "lexical"}:
             raise ValueError(f"unknown retrieval mode {mode!r}")
         self._index = index
         self._embedder = embedder
         self.mode = mode
+        self._exact_max = exact_search_max_chunks
         self._lock = threading.Lock()
-        self._lexical = LexicalIndex([])
-        self._by_id: dict[str, int] = {}
+        self._snapshot = _Snapshot([], None)
         self.refresh()
 
     def refresh(self) -> None:
-        """Reload the lexical index from the vector store (after an ingest anywhere)."""
-        chunks = self._index.all_chunks()
-        lexical = LexicalIndex(chunks)
-        by_id = {c.chunk_id: i for i, c in enumerate(chunks)}
+        """Reload chunks (and vectors) from the vector store, after an ingest anywhere."""
+        exact = self._exact_max > 0 and self._index.count() <= self._exact_max
+        chunks, matrix = self._index.snapshot(with_vectors=exact)
+        snapshot = _Snapshot(chunks, matrix)
         with self._lock:
-            self._lexical, self._by_id = lexical, by_id
+            self._snapshot = snapshot
 
     @property
     def size(self) -> int:
         """Number of chunks searchable."""
-        return len(self._lexical.chunks)
+        return len(self._snapshot.chunks)
+
+    @property
+    def exact(self) -> bool:
+        """Whether dense search is exact and in memory (else Chroma's approximate index)."""
+        return self._snapshot.matrix is not None
 
     def embed_query(self, query: str) -> Vector:
         """The query vector (computed once per turn and shared with the classifiers)."""
@@ -169,19 +228,23 @@ class HybridRetriever:
     ) -> Candidates:
         """Raw dense and lexical candidate lists (positions into ``chunks``) before fusion."""
         with self._lock:
-            lexical, by_id = self._lexical, self._by_id
+            snapshot = self._snapshot
+        mask = snapshot.mask(audience)
         dense_hits: list[tuple[int, float]] = []
-        if self.mode in {"hybrid", "dense"}:
+        if self.mode in {"hybrid", "dense"} and snapshot.chunks:
             vector = query_vector if query_vector is not None else self.embed_query(query)
-            for hit in self._index.search(vector, n=CANDIDATES, audience=audience):
-                if hit.chunk_id in by_id:
-                    dense_hits.append((by_id[hit.chunk_id], hit.similarity))
+            if snapshot.matrix is not None:
+                dense_hits = snapshot.exact_dense(vector, n=CANDIDATES, mask=mask)
+            else:
+                for hit in self._index.search(vector, n=CANDIDATES, audience=audience):
+                    if hit.chunk_id in snapshot.by_id:
+                        dense_hits.append((snapshot.by_id[hit.chunk_id], hit.similarity))
         lexical_hits = (
-            lexical.search(query, n=CANDIDATES, audience=audience)
+            snapshot.lexical.search(query, n=CANDIDATES, mask=mask)
             if self.mode in {"hybrid", "lexical"}
             else []
         )
-        return Candidates(chunks=lexical.chunks, dense=dense_hits, lexical=lexical_hits)
+        return Candidates(chunks=snapshot.chunks, dense=dense_hits, lexical=lexical_hits)
 
     def search(
         self,

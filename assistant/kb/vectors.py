@@ -12,12 +12,13 @@ from typing import Any
 from urllib.parse import urlparse
 
 import chromadb
+import numpy as np
 from chromadb.api import ClientAPI
 from chromadb.api.types import Documents, EmbeddingFunction, Embeddings
 from chromadb.config import Settings as ChromaSettings
 
 from assistant.config import Settings
-from assistant.embeddings import Embedder
+from assistant.embeddings import Embedder, Vector
 from assistant.errors import ConfigurationError
 from assistant.kb.audience import Audience, audience_flag
 from assistant.kb.chunking import Chunk
@@ -99,14 +100,29 @@ class ChromaIndex:
 
     def all_chunks(self) -> list[Chunk]:
         """Every stored chunk, in a stable order (used to build the lexical index)."""
-        result = self._collection.get(include=["metadatas", "documents"])
+        return self.snapshot(with_vectors=False)[0]
+
+    def snapshot(self, *, with_vectors: bool) -> tuple[list[Chunk], Vector | None]:
+        """Every chunk in a stable order and, if asked, their vectors as matrix rows."""
+        include: list[Any] = ["metadatas", "documents"]
+        if with_vectors:
+            include.append("embeddings")
+        result = self._collection.get(include=include)
         chunks = [
             _chunk_from(cid, doc, meta)
             for cid, doc, meta in zip(
                 result["ids"], result["documents"] or [], result["metadatas"] or [], strict=True
             )
         ]
-        return sorted(chunks, key=lambda c: (c.article_id, c.position))
+        order = sorted(range(len(chunks)), key=lambda i: (chunks[i].article_id, chunks[i].position))
+        chunks = [chunks[i] for i in order]
+        if not with_vectors:
+            return chunks, None
+        stored = result["embeddings"]
+        if stored is None or len(stored) == 0:
+            return chunks, np.zeros((0, self._embedder.dimension), dtype=np.float32)
+        matrix = np.asarray(stored, dtype=np.float32)[order]
+        return chunks, matrix
 
     def upsert(self, chunks: list[Chunk], vectors: Embeddings) -> None:
         """Store chunks with their precomputed vectors."""
@@ -131,12 +147,10 @@ class ChromaIndex:
 
     def search(self, vector: Any, *, n: int, audience: Audience) -> list[DenseHit]:
         """The ``n`` nearest chunks the audience may read, most similar first."""
-        total = self.count()
-        if total == 0:
-            return []
+        # Chroma clamps n_results to what matches, so no count() round trip per query.
         result = self._collection.query(
             query_embeddings=[vector],
-            n_results=min(n, total),
+            n_results=n,
             where=_where_for(audience),
             include=["distances"],
         )

@@ -8,10 +8,17 @@ when another writer got there first, because SQLite cannot upgrade a read lock w
 writer is waiting. Pure readers opt into a plain deferred ``BEGIN`` via
 ``session_factory(engine, read_only=True)`` so they never queue behind writers (WAL lets
 them run alongside a writer).
+
+Within one process, writers also queue on a ``threading.Lock`` before ``BEGIN
+IMMEDIATE``: SQLite's busy handler waits by sleeping with back-off, so threads contending
+for the write lock sat idle for milliseconds after it was freed (most of a turn's time
+under load). A Python lock hands over at once; the busy timeout still covers writers in
+other processes.
 """
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +35,8 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 SQLITE_BEGIN_OPTION = "assistant_sqlite_begin"
 
 _BEGIN_STATEMENTS = {"IMMEDIATE": "BEGIN IMMEDIATE", "DEFERRED": "BEGIN DEFERRED"}
+
+_WRITER_WAIT_SECONDS = 10.0
 
 _SQLITE_PRAGMAS = (
     "PRAGMA journal_mode=WAL",
@@ -74,7 +83,9 @@ def make_engine(url: str, **engine_kwargs: Any) -> Engine:
         engine_kwargs.setdefault("poolclass", StaticPool)
     engine = create_engine(parsed, connect_args=connect_args, **engine_kwargs)
     event.listen(engine, "connect", _on_sqlite_connect)
-    event.listen(engine, "begin", _on_sqlite_begin)
+    writers = _WriterQueue()
+    event.listen(engine, "begin", writers.begin)
+    event.listen(engine, "reset", writers.reset)
     return engine
 
 
@@ -89,9 +100,34 @@ def _on_sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> N
         cursor.close()
 
 
-def _on_sqlite_begin(conn: Connection) -> None:
-    mode = conn.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
-    conn.exec_driver_sql(_BEGIN_STATEMENTS[mode])
+_HOLDS_WRITE_LOCK = "assistant_holds_write_lock"
+
+
+class _WriterQueue:
+    """Serialises one engine's ``BEGIN IMMEDIATE`` transactions on a Python lock."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def begin(self, conn: Connection) -> None:
+        mode = conn.get_execution_options().get(SQLITE_BEGIN_OPTION, "IMMEDIATE")
+        if mode == "IMMEDIATE" and self._lock.acquire(timeout=_WRITER_WAIT_SECONDS):
+            # On timeout, go on without it: SQLite's own busy timeout still applies.
+            conn.info[_HOLDS_WRITE_LOCK] = True
+        try:
+            conn.exec_driver_sql(_BEGIN_STATEMENTS[mode])
+        except BaseException:
+            self._release(conn.info)
+            raise
+
+    def reset(self, dbapi_connection: Any, record: ConnectionPoolEntry, reset_state: Any) -> None:
+        # Released when the connection goes back to the pool, after its commit or
+        # rollback has finished (the "commit" event fires before the COMMIT runs).
+        self._release(record.info)
+
+    def _release(self, info: dict[Any, Any]) -> None:
+        if info.pop(_HOLDS_WRITE_LOCK, False):
+            self._lock.release()
 
 
 def alembic_config(connection: Connection | None = None) -> Config:

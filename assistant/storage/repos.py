@@ -9,10 +9,11 @@ made one request at a time.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Engine, func, select, text
+from sqlalchemy import Engine, func, insert, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -23,6 +24,7 @@ from assistant.errors import (
     InvalidInput,
     NotFound,
 )
+from assistant.storage.conversation_rows import add_conversation_event, lock_conversation
 from assistant.storage.db import session_factory
 from assistant.storage.records import (
     BeginOutcome,
@@ -261,19 +263,21 @@ class Store:
             row = session.get(Conversation, conversation_id)
             return _conversation(row) if row is not None else None
 
-    def conversation_token_hash(self, conversation_id: str) -> str | None:
-        """The stored token hash of a conversation, for constant-time comparison.
+    def conversation_and_token_hash(
+        self, conversation_id: str
+    ) -> tuple[ConversationRecord, str] | None:
+        """A conversation and its stored token hash, in one read (for authorizing a request).
 
         Args:
             conversation_id: The conversation's id.
 
         Returns:
-            The sha256 hex digest, or ``None`` when the conversation does not exist.
+            The conversation and the sha256 hex digest of its token, or ``None`` when the
+            conversation does not exist.
         """
         with self._read() as session:
-            return session.scalar(
-                select(Conversation.token_hash).where(Conversation.id == conversation_id)
-            )
+            row = session.get(Conversation, conversation_id)
+            return (_conversation(row), row.token_hash) if row is not None else None
 
     # -- messages --------------------------------------------------------------------
 
@@ -285,8 +289,14 @@ class Store:
         idempotency_key: str | None,
         request_hash: str,
         stale_after: timedelta,
+        hold_when: frozenset[str] = frozenset(),
     ) -> BeginOutcome:
         """Store a customer's message, honouring the client's Idempotency-Key.
+
+        When the conversation's status is in ``hold_when`` (a person owns it or is about
+        to), the message is stored and the request completed with no reply, in the same
+        transaction that read the status: the bot cannot slip an answer in while a hand-off
+        is happening.
 
         Without a key the message is always stored. With a key seen before in this
         conversation: a different ``request_hash`` is refused, a finished request is
@@ -301,9 +311,11 @@ class Store:
             idempotency_key: The client's Idempotency-Key (1-255 characters), if any.
             request_hash: sha256 hex digest of the request body, to detect key reuse.
             stale_after: How long a pending request may run before it may be resumed.
+            hold_when: Conversation statuses in which the bot must not answer.
 
         Returns:
-            What happened, with the stored message(s).
+            What happened, with the stored message(s); kind "held" when no bot reply
+            may follow.
 
         Raises:
             InvalidInput: The key is empty or too long.
@@ -320,7 +332,7 @@ class Store:
         for attempt in range(_RACE_RETRIES):
             try:
                 with self._write.begin() as session:
-                    conversation = self._lock_conversation(session, conversation_id)
+                    conversation = lock_conversation(session, conversation_id)
                     now = utcnow()
                     if idempotency_key is not None:
                         existing = session.get(IdempotencyKey, (conversation_id, idempotency_key))
@@ -331,27 +343,30 @@ class Store:
                     message = self._insert_message(
                         session, conversation, role="customer", text=text, annotations={}, now=now
                     )
-                    self._add_event(
+                    add_conversation_event(
                         session,
                         type="message.received",
                         conversation=conversation,
                         payload={"message_id": message.id, "chars": len(text)},
                         now=now,
                     )
+                    held = conversation.status in hold_when
                     if idempotency_key is not None:
                         session.add(
                             IdempotencyKey(
                                 conversation_id=conversation_id,
                                 key=idempotency_key,
                                 request_hash=request_hash,
-                                status="pending",
+                                status="done" if held else "pending",
                                 customer_message_id=message.id,
                                 created_at=now,
                                 updated_at=now,
                             )
                         )
                         session.flush()
-                    return BeginOutcome(kind="new", customer_message=_message(message))
+                    return BeginOutcome(
+                        kind="held" if held else "new", customer_message=_message(message)
+                    )
             except IntegrityError:
                 # Only a same-key request committing first gets here (the conversation
                 # lock normally prevents even that); re-reading classifies this one.
@@ -367,8 +382,14 @@ class Store:
         annotations: dict[str, Any],
         idempotency_key: str | None,
         customer_message_id: int,
+        events: Sequence[tuple[str, dict[str, Any]]] = (),
+        customer_annotations: dict[str, Any] | None = None,
     ) -> MessageRecord:
-        """Store the assistant's answer and complete the idempotent request, atomically.
+        """Store the assistant's answer, its turn events, and complete the request, atomically.
+
+        Writing the turn's events in the reply's transaction (rather than one transaction
+        per event) keeps the log consistent with the messages and costs one write lock per
+        turn instead of four, which is what limits throughput on SQLite.
 
         If the request was already completed (a stale attempt finishing after the one
         that resumed it), nothing is stored and the reply recorded first is returned, so
@@ -380,6 +401,10 @@ class Store:
             annotations: Sources, confidence and similar metadata for the answer.
             idempotency_key: The key given to :meth:`begin_customer_message`, if any.
             customer_message_id: The id of the message being answered.
+            events: ``(type, payload)`` of the events the turn produced, logged before
+                ``answer.sent``.
+            customer_annotations: Merged into the annotations of the message being
+                answered (how it was classified), in the same transaction.
 
         Returns:
             The stored assistant message.
@@ -388,7 +413,7 @@ class Store:
             NotFound: The conversation, or the idempotency key in it, does not exist.
         """
         with self._write.begin() as session:
-            conversation = self._lock_conversation(session, conversation_id)
+            conversation = lock_conversation(session, conversation_id)
             now = utcnow()
             key_row = None
             if idempotency_key is not None:
@@ -397,15 +422,27 @@ class Store:
                     raise NotFound(f"no idempotency key {idempotency_key!r} in this conversation")
                 if key_row.status == "done" and key_row.reply_message_id is not None:
                     return _message(session.get_one(Message, key_row.reply_message_id))
+            if customer_annotations:
+                asked = session.get(Message, customer_message_id)
+                if asked is not None and asked.conversation_id == conversation_id:
+                    asked.annotations = {**(asked.annotations or {}), **customer_annotations}
             message = self._insert_message(
                 session, conversation, role="assistant", text=text, annotations=annotations, now=now
             )
-            self._add_event(
-                session,
-                type="answer.sent",
-                conversation=conversation,
-                payload={"message_id": message.id, "reply_to": customer_message_id},
-                now=now,
+            sent = ("answer.sent", {"message_id": message.id, "reply_to": customer_message_id})
+            # One executemany instead of one ORM object per event: a turn logs several.
+            session.execute(
+                insert(Event),
+                [
+                    {
+                        "type": event_type,
+                        "conversation_id": conversation.id,
+                        "customer_id": conversation.customer_id,
+                        "payload": payload,
+                        "created_at": now,
+                    }
+                    for event_type, payload in [*events, sent]
+                ],
             )
             if key_row is not None:
                 key_row.status = "done"
@@ -439,7 +476,7 @@ class Store:
         if role not in MESSAGE_ROLES:
             raise InvalidInput(f"unknown message role {role!r}")
         with self._write.begin() as session:
-            conversation = self._lock_conversation(session, conversation_id)
+            conversation = lock_conversation(session, conversation_id)
             message = self._insert_message(
                 session,
                 conversation,
@@ -469,6 +506,28 @@ class Store:
         query = query.order_by(Message.id).limit(max(limit, 0))
         with self._read() as session:
             return [_message(row) for row in session.scalars(query)]
+
+    def recent_messages(
+        self, *, conversation_id: str, before: int, limit: int = 20
+    ) -> list[MessageRecord]:
+        """The last ``limit`` messages before message id ``before``, oldest first.
+
+        Args:
+            conversation_id: The conversation.
+            before: Only messages with an id smaller than this one.
+            limit: At most this many messages (the newest ones).
+
+        Returns:
+            The messages ordered by id.
+        """
+        query = (
+            select(Message)
+            .where(Message.conversation_id == conversation_id, Message.id < before)
+            .order_by(Message.id.desc())
+            .limit(max(limit, 0))
+        )
+        with self._read() as session:
+            return [_message(row) for row in reversed(list(session.scalars(query)))]
 
     def count_messages(self, *, conversation_id: str | None = None) -> int:
         """Count messages, in one conversation or overall.
@@ -564,17 +623,6 @@ class Store:
     # -- helpers ---------------------------------------------------------------------
 
     @staticmethod
-    def _lock_conversation(session: Session, conversation_id: str) -> Conversation:
-        # FOR UPDATE serializes writers per conversation on PostgreSQL (SQLite ignores
-        # it; BEGIN IMMEDIATE already serializes all writers there).
-        row = session.scalars(
-            select(Conversation).where(Conversation.id == conversation_id).with_for_update()
-        ).one_or_none()
-        if row is None:
-            raise NotFound(f"no conversation {conversation_id!r}")
-        return row
-
-    @staticmethod
     def _insert_message(
         session: Session,
         conversation: Conversation,
@@ -595,25 +643,6 @@ class Store:
         conversation.updated_at = now
         session.flush()
         return message
-
-    @staticmethod
-    def _add_event(
-        session: Session,
-        *,
-        type: str,
-        conversation: Conversation,
-        payload: dict[str, Any],
-        now: datetime,
-    ) -> None:
-        session.add(
-            Event(
-                type=type,
-                conversation_id=conversation.id,
-                customer_id=conversation.customer_id,
-                payload=payload,
-                created_at=now,
-            )
-        )
 
     @staticmethod
     def _continue_key(

@@ -1,4 +1,5 @@
-"""SQLAlchemy models. Only :mod:`assistant.storage.repos` and the migrations use them.
+"""SQLAlchemy models. Only the repositories (:mod:`assistant.storage.repos`,
+:mod:`assistant.storage.handoff_repo`) and the migrations use them.
 
 Any change here needs a new Alembic revision in ``migrations/versions``; the test suite
 fails when the migrated schema and these models differ.
@@ -13,6 +14,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     BigInteger,
+    CheckConstraint,
     DateTime,
     Dialect,
     ForeignKey,
@@ -23,6 +25,7 @@ from sqlalchemy import (
     Text,
     false,
     text,
+    true,
 )
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -171,3 +174,101 @@ class IdempotencyKey(Base):
     )
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+#: Handoff statuses that still need (or have) a human: at most one per conversation.
+OPEN_HANDOFF_STATUSES = ("queued", "assigned")
+
+
+class Agent(Base):
+    """A human support agent or admin. ``password_hash`` is computed by the caller."""
+
+    __tablename__ = "agents"
+    __table_args__ = (
+        CheckConstraint("role IN ('agent', 'admin')", name="role"),
+        CheckConstraint("capacity >= 0", name="capacity"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(255))
+    role: Mapped[str] = mapped_column(String(16))
+    password_hash: Mapped[str] = mapped_column(String(255))
+    teams: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    capacity: Mapped[int] = mapped_column(Integer, default=3, server_default=text("3"))
+    online: Mapped[bool] = mapped_column(default=False, server_default=false())
+    active: Mapped[bool] = mapped_column(default=True, server_default=true())
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class AgentToken(Base):
+    """An agent's API token (for automation); only its sha256 is kept."""
+
+    __tablename__ = "agent_tokens"
+
+    token_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("agents.id", ondelete="CASCADE"), index=True
+    )
+    name: Mapped[str] = mapped_column(String(100))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revoked: Mapped[bool] = mapped_column(default=False, server_default=false())
+
+
+class AgentSession(Base):
+    """A console login session (cookie); only the sha256 of the cookie value is kept."""
+
+    __tablename__ = "agent_sessions"
+
+    session_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    agent_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("agents.id", ondelete="CASCADE"), index=True
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+
+
+class Handoff(Base):
+    """A request for a human to take over a conversation.
+
+    ``status`` goes queued -> assigned -> resolved | returned (and assigned -> queued on
+    release). ``version`` grows by one on every change (optimistic concurrency).
+    """
+
+    __tablename__ = "handoffs"
+    __table_args__ = (
+        CheckConstraint("status IN ('queued', 'assigned', 'resolved', 'returned')", name="status"),
+        CheckConstraint("priority BETWEEN 0 AND 4", name="priority"),
+        # At most one open handoff per conversation, whatever the application does.
+        Index(
+            "uq_handoffs_open_conversation",
+            "conversation_id",
+            unique=True,
+            sqlite_where=text("status IN ('queued', 'assigned')"),
+            postgresql_where=text("status IN ('queued', 'assigned')"),
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    conversation_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    status: Mapped[str] = mapped_column(String(16), default="queued")
+    team: Mapped[str] = mapped_column(String(100))
+    priority: Mapped[int] = mapped_column(Integer)
+    reasons: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    evidence: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    agent_id: Mapped[str | None] = mapped_column(String(32), ForeignKey("agents.id"), index=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    first_reply_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    returned_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolution_code: Mapped[str | None] = mapped_column(String(100))
+    version: Mapped[int] = mapped_column(Integer, default=1)
+
+
+# The queue's order (see HandoffStore.queue); defined here to use a column expression.
+Index("ix_handoffs_queue", Handoff.status, Handoff.priority.desc(), Handoff.created_at)

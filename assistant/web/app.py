@@ -9,12 +9,13 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
+from anyio import to_thread
 from fastapi import FastAPI
 
 from assistant import __version__
 from assistant.config import Settings, get_settings
 from assistant.runtime import Runtime, build_runtime
-from assistant.web.api import conversations, health
+from assistant.web.api import conversations, health, staff
 from assistant.web.errors import install_error_handlers
 from assistant.web.limits import BodySizeLimit
 
@@ -28,6 +29,9 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = runtime is None
+        # Turns are CPU-bound (embedding, BM25); AnyIO's default of 40 threads makes 40
+        # turns share two cores and every one of them slow.
+        to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
         app.state.runtime = runtime or build_runtime(settings)
         try:
             yield
@@ -45,6 +49,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.include_router(health.router)
     app.include_router(conversations.router)
+    app.include_router(staff.router)
     return app
 
 

@@ -7,7 +7,9 @@ from typing import Annotated
 from fastapi import Depends, Header, Path, Request
 
 from assistant.conversations import ConversationService
-from assistant.errors import InvalidInput, Unauthorized
+from assistant.errors import InvalidInput, NotFound, Unauthorized
+from assistant.identity import hash_token as hash_secret
+from assistant.identity import token_matches
 from assistant.runtime import Runtime
 from assistant.storage.records import ConversationRecord
 
@@ -49,6 +51,41 @@ def customer_conversation(
 
 
 ConversationDep = Annotated[ConversationRecord, Depends(customer_conversation)]
+
+
+def staff(token: Annotated[str, Depends(bearer_token)], runtime: RuntimeDep) -> str:
+    """A staff caller: the admin token, or an active agent's API token; returns the role.
+
+    Customers' conversation tokens never pass it.
+    """
+    configured = runtime.settings.admin_token
+    if configured is not None and token_matches(token, hash_secret(configured.get_secret_value())):
+        return "admin"
+    agent = runtime.handoffs.agent_for_token(hash_secret(token))
+    if agent is not None and agent.active:
+        return agent.role
+    raise Unauthorized(
+        "the bearer token is not a staff token (use an agent API token from "
+        "`assistant agents token`, or ASSISTANT_ADMIN_TOKEN)"
+    )
+
+
+StaffDep = Annotated[str, Depends(staff)]
+
+
+def staff_conversation(
+    conversation_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")],
+    _role: StaffDep,
+    runtime: RuntimeDep,
+) -> ConversationRecord:
+    """Any conversation, for staff."""
+    conversation = runtime.store.get_conversation(conversation_id)
+    if conversation is None:
+        raise NotFound(f"no conversation {conversation_id!r}")
+    return conversation
+
+
+StaffConversationDep = Annotated[ConversationRecord, Depends(staff_conversation)]
 
 
 def idempotency_key(

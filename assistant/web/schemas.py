@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from assistant.storage.records import MessageRecord
+from assistant.storage.records import HandoffRecord, MessageRecord
 
 
 class CustomerIn(BaseModel):
@@ -90,12 +90,28 @@ class MessagePublic(BaseModel):
         )
 
 
+class HandoffPublic(BaseModel):
+    """What the customer may know about a hand-off: that a person is coming, and when."""
+
+    status: str
+    due_at: datetime
+
+    @classmethod
+    def of(cls, record: HandoffRecord) -> HandoffPublic:
+        """Project a hand-off to its customer-visible form (no reasons, no agent ids)."""
+        return cls(status=record.status, due_at=record.due_at)
+
+
 class TurnPublic(BaseModel):
-    """The stored customer message and the assistant's reply."""
+    """The stored customer message, the assistant's reply, and the hand-off if any.
+
+    ``reply`` is null while a person owns the conversation or is on the way: the bot
+    stays quiet and the person answers.
+    """
 
     message: MessagePublic
-    reply: MessagePublic
-    handoff: dict[str, Any] | None = None
+    reply: MessagePublic | None
+    handoff: HandoffPublic | None = None
     replayed: bool = False
 
 
@@ -103,6 +119,35 @@ class MessageList(BaseModel):
     """Messages in order; pass the last id as ``after`` to get only newer ones."""
 
     messages: list[MessagePublic]
+
+
+class StaffMessage(BaseModel):
+    """A message with its internal annotations (staff only)."""
+
+    id: int
+    role: str
+    text: str
+    created_at: datetime
+    annotations: dict[str, Any]
+
+    @classmethod
+    def of(cls, record: MessageRecord) -> StaffMessage:
+        """Project a stored message for staff."""
+        return cls(
+            id=record.id,
+            role=record.role,
+            text=record.text,
+            created_at=record.created_at,
+            annotations=record.annotations or {},
+        )
+
+
+class StaffMessageList(BaseModel):
+    """A conversation's messages for staff."""
+
+    conversation_id: str
+    status: str
+    messages: list[StaffMessage]
 
 
 class ErrorBody(BaseModel):

@@ -12,6 +12,7 @@ from assistant.web.schemas import (
     ConversationCreate,
     ConversationPublic,
     ErrorBody,
+    HandoffPublic,
     MessageCreate,
     MessageList,
     MessagePublic,
@@ -63,7 +64,8 @@ def post_message(
     )
     return TurnPublic(
         message=MessagePublic.of(posted.message),
-        reply=MessagePublic.of(posted.reply),
+        reply=MessagePublic.of(posted.reply) if posted.reply is not None else None,
+        handoff=HandoffPublic.of(posted.handoff) if posted.handoff is not None else None,
         replayed=posted.replayed,
     )
 
