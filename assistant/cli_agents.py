@@ -6,6 +6,7 @@ Needs only the database (no model, no Chroma), so it works before anything is in
 from __future__ import annotations
 
 import json
+import secrets
 import sys
 from typing import Annotated
 
@@ -34,26 +35,43 @@ def _fail(message: str) -> typer.Exit:
     raise typer.Exit(1)
 
 
+DEMO_EMAIL = "demo@example.com"
+
+
+def _new_password() -> str:
+    # 18 random bytes: long enough to need no complexity rules, short enough to type.
+    return secrets.token_urlsafe(18)
+
+
+def _read_password(from_stdin: bool) -> tuple[str, bool]:
+    """The password from stdin, or a generated one; and whether it was generated."""
+    if from_stdin:
+        return sys.stdin.readline().rstrip("\n"), False
+    return _new_password(), True
+
+
 @agents_app.command("create")
 def agents_create(
+    name: Annotated[str, typer.Argument(help="Name shown to customers, e.g. 'Alex Kim'.")],
     email: Annotated[str, typer.Option(help="Login email.")],
-    name: Annotated[str, typer.Option(help="Name shown to customers.")],
     role: Annotated[str, typer.Option(help="agent or admin.")] = "agent",
     team: Annotated[
         list[str] | None, typer.Option(help="A team the agent works for (repeatable).")
     ] = None,
     capacity: Annotated[int, typer.Option(min=0, help="Conversations at once.")] = 3,
     password_stdin: Annotated[
-        bool, typer.Option("--password-stdin", help="Read the password from stdin.")
+        bool,
+        typer.Option("--password-stdin", help="Read the password from stdin instead of "
+                     "generating one."),
     ] = False,
 ) -> None:
-    """Create an account; the password is prompted for (or read with --password-stdin)."""
+    """Create an account and print its one-time password (or read it with --password-stdin).
+
+    The password signs in at /console/login; `assistant agents token` issues API tokens.
+    """
     if role not in {"agent", "admin"}:
         raise _fail("--role must be agent or admin")
-    if password_stdin:
-        password = sys.stdin.readline().rstrip("\n")
-    else:
-        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    password, generated = _read_password(password_stdin)
     try:
         agent = _store().create_agent(
             email=email,
@@ -66,6 +84,51 @@ def agents_create(
     except AssistantError as exc:
         raise _fail(str(exc)) from exc
     out.print(f"created {agent.role} {agent.email} ({agent.id}), teams {', '.join(agent.teams)}")
+    if generated:
+        err.print("one-time password (shown once; sign in at /console/login):")
+        out.print(password)
+
+
+@agents_app.command("password")
+def agents_password(
+    email: Annotated[str, typer.Argument(help="The account's login email.")],
+    password_stdin: Annotated[
+        bool, typer.Option("--password-stdin", help="Read the new password from stdin.")
+    ] = False,
+) -> None:
+    """Set a new password (generated and printed once unless --password-stdin); every
+    console session of the account is signed out."""
+    store = _store()
+    agent = store.agent_by_email(email)
+    if agent is None:
+        raise _fail(f"no account with email {email!r}")
+    password, generated = _read_password(password_stdin)
+    try:
+        ended = store.set_password(agent.id, hash_password(password))
+    except AssistantError as exc:
+        raise _fail(str(exc)) from exc
+    out.print(f"password changed for {agent.email}; {ended} session(s) signed out")
+    if generated:
+        err.print("new one-time password (shown once):")
+        out.print(password)
+
+
+@agents_app.command("demo")
+def agents_demo() -> None:
+    """Make sure the demo admin (demo@example.com, every team) exists; print its password
+    when it is created. Used by `make run`."""
+    store = _store()
+    if store.agent_by_email(DEMO_EMAIL) is not None:
+        err.print(f"demo agent {DEMO_EMAIL} exists (new password: "
+                  f"`assistant agents password {DEMO_EMAIL}`)")
+        return
+    password = _new_password()
+    store.create_agent(
+        email=DEMO_EMAIL, name="Demo Agent", role="admin",
+        password_hash=hash_password(password), teams=["support", "billing", "retention"],
+        capacity=10,
+    )
+    err.print(f"demo console sign-in: {DEMO_EMAIL} / {password}  (shown once)")
 
 
 @agents_app.command("list")

@@ -96,6 +96,19 @@ class Settings(BaseSettings):
         description="Threads per server process running turns; more only queue on the CPU.",
     )
 
+    live_poll_seconds: float = Field(
+        0.25,
+        gt=0.0,
+        le=10.0,
+        description="How often an open event stream checks the store for new events.",
+    )
+    session_hours: float = Field(
+        12.0, gt=0.0, le=24 * 30, description="How long an agent's console sign-in lasts."
+    )
+    secure_cookies: bool = Field(
+        False, description="Mark the console session cookie Secure (set it behind HTTPS)."
+    )
+
     @property
     def resolved_database_url(self) -> str:
         """The database URL, defaulting to a SQLite file inside the data dir."""

@@ -10,16 +10,17 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from typing import Any
 
 from assistant.engine import Engine, TurnResult
-from assistant.errors import InvalidInput, NotFound, Unauthorized
+from assistant.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from assistant.events import Event, EventBus
+from assistant.handoff import HUMAN_OWNED, Availability, HandoffService
 from assistant.identity import hash_token, new_conversation_token, token_matches, verify_user_hash
 from assistant.kb.audience import Audience
-from assistant.storage.handoff_repo import HandoffStore
 from assistant.storage.records import (
     ConversationRecord,
     CustomerRecord,
@@ -67,10 +68,7 @@ class PostedMessage:
     handoff: HandoffRecord | None = None
 
 
-# While a person owns the conversation, or one is on the way, the bot stays silent.
-HUMAN_OWNED = frozenset({"waiting", "agent"})
-
-
+MAX_CSAT_COMMENT_CHARS = 2000
 HISTORY_MESSAGES = 20  # enough for streaks and repeats; bounded so long chats stay cheap
 
 
@@ -96,7 +94,7 @@ class ConversationService:
         store: Store,
         engine: Engine,
         bus: EventBus | None = None,
-        handoffs: HandoffStore | None = None,
+        handoffs: HandoffService | None = None,
         widget_secret: str | None,
         max_message_chars: int,
         idempotency_stale_after: timedelta,
@@ -159,9 +157,18 @@ class ConversationService:
         return found[0]
 
     def post_message(
-        self, conversation: ConversationRecord, *, text: str, idempotency_key: str | None
+        self,
+        conversation: ConversationRecord,
+        *,
+        text: str,
+        idempotency_key: str | None,
+        on_stored: Callable[[MessageRecord], None] | None = None,
     ) -> PostedMessage:
-        """Store the customer's message, answer it, store the answer."""
+        """Store the customer's message, answer it, store the answer.
+
+        ``on_stored`` is called with the customer's message as soon as it is committed,
+        before the engine runs (a streaming client can show it as delivered at once).
+        """
         text = self.validate_text(text)
         outcome = self._store.begin_customer_message(
             conversation_id=conversation.id,
@@ -171,6 +178,8 @@ class ConversationService:
             stale_after=self._stale_after,
             hold_when=HUMAN_OWNED if self._handoffs is not None else frozenset(),
         )
+        if on_stored is not None:
+            on_stored(outcome.customer_message)
         if outcome.kind in {"replay", "held"}:
             return PostedMessage(
                 outcome.customer_message,
@@ -182,7 +191,19 @@ class ConversationService:
             self._store.get_customer(conversation.customer_id) if conversation.customer_id else None
         )
         history = self._history(conversation.id, before=outcome.customer_message.id)
-        turn = self._answer(conversation, customer, text, history)
+        returned = (
+            self._handoffs.returned_reasons(conversation.id) if self._handoffs else frozenset()
+        )
+        turn = self._answer(conversation, customer, text, history, returned)
+        available = self._availability_if_handing_off(turn.annotations)
+        if available is not None:
+            # The customer learns in the same reply whether a person is coming, and when.
+            turn = _Turn(
+                text=f"{turn.text}\n\n{available.notice}",
+                annotations={**turn.annotations, "availability": available.as_dict()},
+                message_annotations=turn.message_annotations,
+                events=turn.events,
+            )
         reply = self._store.record_reply(
             conversation_id=conversation.id,
             text=turn.text,
@@ -191,7 +212,14 @@ class ConversationService:
             customer_message_id=outcome.customer_message.id,
             events=[(event.type, event.payload()) for event in turn.events],
             customer_annotations=turn.message_annotations,
+            hold_when=HUMAN_OWNED if self._handoffs is not None else frozenset(),
         )
+        if reply is None:
+            # A hand-off happened while the bot was thinking: it stays silent.
+            return PostedMessage(
+                outcome.customer_message, None, replayed=False,
+                handoff=self._open_handoff(conversation.id),
+            )
         events = turn.events
         # Subscribers (metrics, health, webhooks) hear only about turns that were stored.
         for event in events:
@@ -202,7 +230,15 @@ class ConversationService:
     def _open_handoff(self, conversation_id: str) -> HandoffRecord | None:
         if self._handoffs is None:
             return None
-        return self._handoffs.open_for_conversation(conversation_id)
+        return self._handoffs.open_handoff(conversation_id)
+
+    def _availability_if_handing_off(self, annotations: dict[str, Any]) -> Availability | None:
+        decision = annotations.get("decision") or {}
+        if self._handoffs is None or decision.get("action") != "handoff":
+            return None
+        return self._handoffs.availability(
+            decision.get("team") or "support", int(decision.get("priority") or 0)
+        )
 
     def _enqueue_if_handed_off(
         self, conversation_id: str, annotations: dict[str, Any]
@@ -211,22 +247,55 @@ class ConversationService:
         decision = annotations.get("decision") or {}
         if self._handoffs is None or decision.get("action") != "handoff":
             return None
-        priority = int(decision.get("priority") or 0)
         try:
             return self._handoffs.enqueue(
-                conversation_id=conversation_id,
-                team=decision.get("team") or "support",
-                priority=priority,
+                conversation_id,
+                team=decision.get("team"),
+                priority=int(decision.get("priority") or 0),
                 reasons=list(decision.get("reasons") or []),
                 evidence=dict(decision.get("evidence") or {}),
-                due_at=datetime.now(UTC)
-                + timedelta(minutes=self._engine.policy.sla_minutes(priority)),
             )
         except Exception:
             # The reply is stored either way; a failed enqueue is logged, and the next
             # message (still "bot"-owned) can hand off again.
             logger.exception("could not queue a hand-off for %s", conversation_id)
             return None
+
+    def rate(
+        self, conversation: ConversationRecord, *, score: int, comment: str | None
+    ) -> dict[str, Any]:
+        """Store the customer's satisfaction rating (CSAT) for the conversation, once.
+
+        ``handled_by`` says whether a person took part, so CSAT can be split bot vs person.
+
+        Raises:
+            InvalidInput: Score outside 1-5, comment too long, or a person is still on it.
+            Conflict: The conversation was rated already.
+        """
+        if isinstance(score, bool) or not 1 <= score <= 5:
+            raise InvalidInput("score must be 1 to 5")
+        comment = (comment or "").strip() or None
+        if comment is not None and len(comment) > MAX_CSAT_COMMENT_CHARS:
+            raise InvalidInput(f"comment is longer than {MAX_CSAT_COMMENT_CHARS} characters")
+        if conversation.status in HUMAN_OWNED:
+            raise InvalidInput("rate the conversation once the person has resolved it")
+        if self._store.events_after(
+            after=0, types=["csat.submitted"], conversation_id=conversation.id, limit=1
+        ):
+            raise Conflict("this conversation was rated already")
+        person = bool(
+            self._store.events_after(
+                after=0, types=["handoff.claimed"], conversation_id=conversation.id, limit=1
+            )
+        )
+        rating = {"score": score, "comment": comment, "handled_by": "person" if person else "bot"}
+        self._store.append_event(
+            type="csat.submitted",
+            conversation_id=conversation.id,
+            customer_id=conversation.customer_id,
+            payload=rating,
+        )
+        return rating
 
     def messages(
         self, conversation: ConversationRecord, *, after: int | None
@@ -278,6 +347,7 @@ class ConversationService:
         customer: CustomerRecord | None,
         text: str,
         history: list[PriorTurn],
+        returned_reasons: frozenset[str] = frozenset(),
     ) -> _Turn:
         audience = Audience(
             verified=bool(customer and customer.verified), plan=customer.plan if customer else None
@@ -289,6 +359,7 @@ class ConversationService:
                 conversation_id=conversation.id,
                 customer_id=conversation.customer_id,
                 history=history,
+                returned_reasons=returned_reasons,
             )
         except Exception as exc:
             # The customer's message is already stored; they get an honest reply and the

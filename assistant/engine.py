@@ -112,8 +112,13 @@ class Engine:
         conversation_id: str | None = None,
         customer_id: str | None = None,
         history: Sequence[PriorTurn] = (),
+        returned_reasons: frozenset[str] = frozenset(),
     ) -> TurnResult:
-        """Answer one customer message, given the conversation's earlier turns."""
+        """Answer one customer message, given the conversation's earlier turns.
+
+        ``returned_reasons`` are the reasons of a hand-off an agent handed back to the
+        bot; the policy will not hand off again for those alone (the loop guard).
+        """
         ids = {"conversation_id": conversation_id, "customer_id": customer_id}
         clock = _Clock()
         vector = self.retriever.embed_query(text)
@@ -173,6 +178,7 @@ class Engine:
                     history, text, intent, threshold=self.policy.repeat_similarity
                 ),
                 plan=audience.plan if audience.verified else None,
+                returned_reasons=returned_reasons,
             )
         )
         answer = self._finish(answer, decision)

@@ -10,6 +10,8 @@
     ├── InvalidInput              a request is well-formed but its content is not acceptable
     ├── NotFound                  the thing asked for does not exist (or is not yours)
     ├── Unauthorized              no or wrong credentials
+    ├── Forbidden                 known caller, not allowed to do this (403)
+    ├── RateLimited               too many attempts; try again later (429)
     └── Conflict                  the request collides with the current state
         ├── IdempotencyMismatch    same Idempotency-Key, different body (422)
         └── IdempotencyInProgress  same Idempotency-Key, first request still running (409)
@@ -53,6 +55,14 @@ class NotFound(AssistantError):
 
 class Unauthorized(AssistantError):
     """Missing or wrong credentials."""
+
+
+class Forbidden(AssistantError):
+    """The caller is known but may not do this."""
+
+
+class RateLimited(AssistantError):
+    """Too many attempts; the message says when to try again."""
 
 
 class Conflict(AssistantError):

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime, time
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
@@ -31,6 +33,12 @@ CHURN_KINDS = (
     "legal_threat",
 )
 SENTIMENTS = ("negative", "neutral", "positive")
+WEEKDAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
+Weekday = Literal["mon", "tue", "wed", "thu", "fri", "sat", "sun"]
+_WORKDAYS: tuple[Weekday, ...] = ("mon", "tue", "wed", "thu", "fri")
+# A customer's explicit request for a person is new each time, so the loop guard never
+# holds it back; every other reason must differ from the ones the agent handed back.
+ALWAYS_NEW_REASONS = frozenset({"human_requested"})
 
 
 class Action(StrEnum):
@@ -84,6 +92,8 @@ class TurnSignals:
     failed_answers: int = 0
     repeated_of: str | None = None  # the earlier message this one repeats
     plan: str | None = None  # only set for verified customers
+    # Reasons of the hand-off an agent handed back to the bot (the hand-off loop guard).
+    returned_reasons: frozenset[str] = frozenset()
 
 
 # -- the file format ----------------------------------------------------------------------
@@ -169,6 +179,54 @@ class _Messages(BaseModel):
         min_length=1,
     )
     offer_human: str = Field("You can also ask to talk to a person.", min_length=1)
+    expected_wait: str = Field(
+        "A person from our {team} team will be with you in about {minutes} minutes.",
+        min_length=1,
+    )
+    offline: str = Field(
+        "Our team is not available right now ({hours}). Leave your email address and we "
+        "will follow up, or keep chatting with me in the meantime.",
+        min_length=1,
+    )
+    returned: str = Field("You're back with the assistant. Ask me anything.", min_length=1)
+    resolved: str = Field("This conversation was marked as resolved.", min_length=1)
+    joined: str = Field("{agent} joined the conversation.", min_length=1)
+
+
+class _BusinessHours(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    timezone: str = "UTC"
+    days: list[Weekday] = Field(
+        default_factory=lambda: list(_WORKDAYS), min_length=1
+    )
+    open: time = time(9, 0)
+    close: time = time(17, 0)
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError) as exc:
+            raise ValueError(f"unknown time zone {value!r} (use an IANA name)") from exc
+        return value
+
+    @model_validator(mode="after")
+    def _opens_before_closing(self) -> _BusinessHours:
+        if self.open >= self.close:
+            raise ValueError("business_hours.open must be before close")
+        return self
+
+    def is_open(self, now: datetime) -> bool:
+        local = now.astimezone(ZoneInfo(self.timezone))
+        return (
+            WEEKDAYS[local.weekday()] in self.days and self.open <= local.time() < self.close
+        )
+
+    def describe(self) -> str:
+        days = ", ".join(day.capitalize() for day in self.days)
+        return f"{days} {self.open:%H:%M}-{self.close:%H:%M} {self.timezone}"
 
 
 class PolicyFile(BaseModel):
@@ -184,6 +242,7 @@ class PolicyFile(BaseModel):
     sla_minutes: dict[int, int] = Field(
         default_factory=lambda: {0: 24 * 60, 1: 4 * 60, 2: 60, 3: 15, 4: 5}
     )
+    business_hours: _BusinessHours | None = None
     rules: list[_Rule] = Field(min_length=1)
 
     @field_validator("sla_minutes")
@@ -218,6 +277,18 @@ class PolicyFile(BaseModel):
                 raise ValueError(f"two rules are named {rule.name!r}")
             seen.add(rule.name)
         return value
+
+
+# Not a rule in the file: the decision lists it when the hand-off loop guard held a
+# hand-off back, so agents and logs see why.
+_LOOP_GUARD = _Rule.model_construct(
+    name="loop_guard",
+    description="an agent handed this conversation back; no new reason to hand off again",
+    when=_When.model_construct(),
+    action=Action.ANSWER_AND_OFFER_HUMAN,
+    priority=0,
+    team=None,
+)
 
 
 def load_policy(path: Path | None = None, *, intents: list[str] | None = None) -> EscalationPolicy:
@@ -280,6 +351,23 @@ class EscalationPolicy:
         """Customer-facing texts for hand-offs and offers."""
         return self.config.messages
 
+    def is_open(self, now: datetime) -> bool:
+        """Whether ``now`` (timezone-aware) is within business hours (always, if unset)."""
+        hours = self.config.business_hours
+        return hours is None or hours.is_open(now)
+
+    def hours_text(self) -> str:
+        """Business hours as a customer reads them."""
+        hours = self.config.business_hours
+        return "around the clock" if hours is None else hours.describe()
+
+    def rule_for(self, name: str) -> tuple[int, str | None]:
+        """The priority and team of the rule called ``name`` (``(2, None)`` if absent)."""
+        for rule in self.config.rules:
+            if rule.name == name:
+                return rule.priority, rule.team
+        return 2, None
+
     def decide(self, signals: TurnSignals) -> Decision:
         """The decision for one turn."""
         fired: list[tuple[_Rule, str]] = []
@@ -300,10 +388,20 @@ class EscalationPolicy:
         if not fired:
             return Decision(Action.ANSWER)
         action = max((rule.action for rule, _ in fired), key=_RANK.__getitem__)
+        if action is Action.HANDOFF and signals.returned_reasons:
+            handing_off = {r.name for r, _ in fired if r.action is Action.HANDOFF}
+            new = handing_off - signals.returned_reasons
+            if not new and not handing_off & ALWAYS_NEW_REASONS:
+                # An agent just handed this back for these very reasons; bouncing it
+                # straight back would loop. Offer a person instead, and say why.
+                action = Action.ANSWER_AND_OFFER_HUMAN
+                fired.append((_LOOP_GUARD, "handed back to the bot for "
+                              + ", ".join(sorted(handing_off)) + "; no new reason since"))
         priority = max(rule.priority for rule, _ in fired)
         routed = [r for r, _ in fired if r.team and _RANK[r.action] > 0]
         team = max(routed, key=lambda r: r.priority).team if routed else None
-        ordered = sorted(fired, key=lambda pair: self.config.rules.index(pair[0]))
+        order = {id(rule): i for i, rule in enumerate(self.config.rules)}
+        ordered = sorted(fired, key=lambda pair: order.get(id(pair[0]), len(order)))
         return Decision(
             action=action,
             reasons=[rule.name for rule, _ in ordered],

@@ -11,14 +11,17 @@ from datetime import timedelta
 
 from chromadb.api import ClientAPI
 
+from assistant.agent_auth import AgentAuth
 from assistant.answer.extractive import ExtractiveAnswerer
 from assistant.config import Settings
 from assistant.conversations import ConversationService
 from assistant.embeddings import Embedder
 from assistant.engine import Engine
 from assistant.events import EventBus
+from assistant.handoff import HandoffService
 from assistant.kb.components import KnowledgeBase, build_knowledge_base
 from assistant.kb.ingest import IngestReport
+from assistant.live import LiveFeed
 from assistant.policy import load_policy
 from assistant.storage.db import make_engine, migrate
 from assistant.storage.handoff_repo import HandoffStore
@@ -38,6 +41,9 @@ class Runtime:
     bus: EventBus
     engine: Engine
     conversations: ConversationService
+    handoff: HandoffService
+    auth: AgentAuth
+    live: LiveFeed
 
     def ingest(self, *, rebuild: bool = False) -> IngestReport:
         """Ingest the configured KB dir and make the result searchable at once."""
@@ -82,11 +88,17 @@ def build_runtime(
         retrieval_k=settings.retrieval_k,
         min_confidence=settings.answer_min_confidence,
     )
+    handoff_service = HandoffService(
+        store=store,
+        handoffs=handoffs,
+        policy=policy,
+        max_message_chars=settings.max_message_chars,
+    )
     conversations = ConversationService(
         store=store,
         engine=engine,
         bus=bus,
-        handoffs=handoffs,
+        handoffs=handoff_service,
         widget_secret=settings.widget_secret.get_secret_value() if settings.widget_secret else None,
         max_message_chars=settings.max_message_chars,
         idempotency_stale_after=timedelta(seconds=settings.idempotency_stale_seconds),
@@ -99,4 +111,7 @@ def build_runtime(
         bus=bus,
         engine=engine,
         conversations=conversations,
+        handoff=handoff_service,
+        auth=AgentAuth(handoffs, session_hours=settings.session_hours),
+        live=LiveFeed(store),
     )

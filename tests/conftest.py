@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
+import socket
 import textwrap
+import threading
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -11,6 +13,7 @@ from pathlib import Path
 
 import chromadb
 import pytest
+import uvicorn
 from chromadb.config import Settings as ChromaSettings
 from fastapi.testclient import TestClient
 from sqlalchemy import Engine, create_engine
@@ -173,6 +176,78 @@ def conversation(client: TestClient) -> dict[str, str]:
 
 def auth(token: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {token}"}
+
+
+AGENT_PASSWORD = "correct horse battery staple"
+
+
+@dataclass(frozen=True)
+class TestAgent:
+    __test__ = False  # a helper record, not a test class
+
+    id: str
+    name: str
+    email: str
+    token: str  # an API token
+    password: str = AGENT_PASSWORD
+
+
+def make_agent(runtime: Runtime, name: str = "Alex Agent", *, teams: tuple[str, ...] = (
+        "support", "billing", "retention"), role: str = "agent", online: bool = True,
+        capacity: int = 5) -> TestAgent:
+    """An agent account with an API token, created through the same store the CLI uses."""
+    from assistant.identity import hash_token, new_conversation_token
+    from assistant.passwords import hash_password
+
+    email = f"{name.split()[0].lower()}-{uuid.uuid4().hex[:6]}@example.com"
+    record = runtime.handoffs.create_agent(
+        email=email, name=name, role=role, password_hash=hash_password(AGENT_PASSWORD),
+        teams=list(teams), capacity=capacity,
+    )
+    if online:
+        runtime.handoffs.set_online(record.id, True)
+    token = new_conversation_token()
+    runtime.handoffs.add_token(record.id, hash_token(token), "tests")
+    return TestAgent(id=record.id, name=name, email=email, token=token)
+
+
+@pytest.fixture
+def agent(runtime: Runtime) -> TestAgent:
+    """An online agent of every team, with an API token."""
+    return make_agent(runtime)
+
+
+@dataclass
+class LiveServer:
+    """A real uvicorn server on loopback serving the test runtime (for SSE and browsers)."""
+
+    url: str
+    server: uvicorn.Server
+    thread: threading.Thread
+
+
+@pytest.fixture
+def live_server(runtime: Runtime) -> Iterator[LiveServer]:
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind(("127.0.0.1", 0))
+    port = sock.getsockname()[1]
+    config = uvicorn.Config(create_app(runtime=runtime), log_level="warning", lifespan="on",
+                            timeout_graceful_shutdown=2)
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
+    thread.start()
+    started = threading.Event()
+    for _ in range(500):
+        if server.started:
+            started.set()
+            break
+        started.wait(0.01)
+    assert server.started, "uvicorn did not start"
+    yield LiveServer(url=f"http://127.0.0.1:{port}", server=server, thread=thread)
+    server.should_exit = True
+    thread.join(timeout=10)
+    sock.close()
 
 
 def postgres_url() -> str | None:

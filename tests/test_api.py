@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import threading
 from datetime import timedelta
 
@@ -279,7 +280,8 @@ def test_the_bot_failing_twice_hands_off(client, conversation, runtime) -> None:
     decision = stored[3].annotations["decision"]
     assert decision["action"] == "handoff"
     assert "bot_failed_twice" in decision["reasons"]
-    assert second["text"] == runtime.engine.policy.messages.handoff
+    assert second["text"].startswith(runtime.engine.policy.messages.handoff)
+    assert "Leave your email" in second["text"]  # no agent is online in this test
 
 
 def test_a_repeated_question_hands_off(client, conversation, runtime) -> None:
@@ -294,7 +296,7 @@ def test_a_repeated_question_hands_off(client, conversation, runtime) -> None:
 def test_a_hand_off_queues_the_conversation_and_silences_the_bot(client, conversation,
                                                                   runtime) -> None:
     first = post(client, conversation, "I want to talk to a human", key="h1").json()
-    assert first["reply"]["text"] == runtime.engine.policy.messages.handoff
+    assert first["reply"]["text"].startswith(runtime.engine.policy.messages.handoff)
     assert first["handoff"]["status"] == "queued"
     assert "reasons" not in first["handoff"]  # customers never see why
     (queued,) = runtime.handoffs.queue()
@@ -322,3 +324,28 @@ def test_the_hand_off_due_time_follows_the_policy_sla(client, conversation, runt
     minutes = runtime.engine.policy.sla_minutes(queued.priority)
     assert before + timedelta(minutes=minutes) <= queued.due_at
     assert queued.due_at <= datetime.now(UTC) + timedelta(minutes=minutes)
+
+
+def test_a_reply_can_stream_as_server_sent_events(client, conversation) -> None:
+    response = client.post(
+        f"/v1/conversations/{conversation['id']}/messages",
+        json={"text": "How do I reset my password?"},
+        headers={**auth(conversation["token"]), "Accept": "text/event-stream",
+                 "Idempotency-Key": "stream-1"})
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/event-stream")
+    events = [(block.split("\n")[0].removeprefix("event: "),
+               json.loads(block.split("\n")[1].removeprefix("data: ")))
+              for block in response.text.strip().split("\n\n")]
+    assert [name for name, _ in events] == ["stored", "delta", "done"]
+    assert events[0][1]["message"]["text"] == "How do I reset my password?"
+    done = events[2][1]
+    assert events[1][1]["text"] == done["reply"]["text"] and done["reply"]["citations"]
+    # The same key replays the same answer, as JSON this time.
+    replay = client.post(f"/v1/conversations/{conversation['id']}/messages",
+                         json={"text": "How do I reset my password?"},
+                         headers={**auth(conversation["token"]), "Idempotency-Key": "stream-1"})
+    assert replay.json()["replayed"] is True and replay.json()["reply"]["id"] == done["reply"]["id"]
+    bad = client.post(f"/v1/conversations/{conversation['id']}/messages", json={"text": "  "},
+                      headers={**auth(conversation["token"]), "Accept": "text/event-stream"})
+    assert bad.status_code == 422

@@ -370,7 +370,8 @@ def test_record_reply_then_replay(store: Store):
     with pytest.raises(IdempotencyMismatch):
         _begin(store, conversation_id, "changed", key="k1")
     (event,) = store.list_events(conversation_id=conversation_id, type="answer.sent")
-    assert event.payload == {"message_id": reply.id, "reply_to": begun.customer_message.id}
+    assert event.payload == {"message_id": reply.id, "reply_to": begun.customer_message.id,
+                             "conversation_status": "bot"}
     # A late duplicate reply (a stale attempt finishing) stores nothing new.
     again = store.record_reply(
         conversation_id=conversation_id,

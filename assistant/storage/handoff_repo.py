@@ -30,14 +30,16 @@ from sqlalchemy.orm import Session
 from assistant.errors import Conflict, InvalidInput, NotFound
 from assistant.storage.conversation_rows import add_conversation_event, lock_conversation
 from assistant.storage.db import session_factory
-from assistant.storage.records import AgentRecord, HandoffRecord
+from assistant.storage.records import AgentRecord, HandoffRecord, MessageRecord
 from assistant.storage.tables import (
     OPEN_HANDOFF_STATUSES,
     Agent,
     AgentSession,
     AgentToken,
     Conversation,
+    Event,
     Handoff,
+    Message,
     new_id,
     utcnow,
 )
@@ -115,6 +117,24 @@ def _unique(values: Iterable[str]) -> list[str]:
 
 
 TOKEN_USE_RESOLUTION_SECONDS = 60
+
+
+def _log_first_reply(
+    session: Session, conversation: Conversation, row: Handoff, agent_id: str | None, at: datetime
+) -> None:
+    """The ``handoff.first_reply`` event: time to first human response, and the SLA kept."""
+    add_conversation_event(
+        session,
+        type="handoff.first_reply",
+        conversation=conversation,
+        payload={
+            "handoff_id": row.id,
+            "agent_id": agent_id,
+            "first_reply_seconds": _seconds(row.created_at, at),
+            "within_sla": at <= row.due_at,
+        },
+        now=at,
+    )
 
 
 class HandoffStore:
@@ -251,6 +271,27 @@ class HandoffStore:
 
     # -- API tokens ------------------------------------------------------------------
 
+    def set_password(self, agent_id: str, password_hash: str) -> int:
+        """Replace an agent's password hash and end all its console sessions.
+
+        Args:
+            agent_id: The agent.
+            password_hash: The new hash (from :func:`assistant.passwords.hash_password`).
+
+        Returns:
+            How many sessions were ended.
+
+        Raises:
+            NotFound: No such agent.
+        """
+        with self._write.begin() as session:
+            agent = session.get(Agent, agent_id)
+            if agent is None:
+                raise NotFound(f"no agent {agent_id!r}")
+            agent.password_hash = password_hash
+            result = session.execute(delete(AgentSession).where(AgentSession.agent_id == agent_id))
+            return int(cast("CursorResult[Any]", result).rowcount or 0)
+
     def add_token(self, agent_id: str, token_hash: str, name: str) -> None:
         """Register an API token of an agent.
 
@@ -383,6 +424,17 @@ class HandoffStore:
                 return None
             agent = session.get_one(Agent, row.agent_id)
             return _agent(agent) if agent.active else None
+
+    def live_sessions(self, agent_id: str, now: datetime) -> int:
+        """How many unexpired console sessions the agent has."""
+        _require_aware(now, "now")
+        with self._read() as session:
+            found = session.scalar(
+                select(func.count())
+                .select_from(AgentSession)
+                .where(AgentSession.agent_id == agent_id, AgentSession.expires_at > now)
+            )
+            return int(found or 0)
 
     def delete_session(self, session_hash: str) -> bool:
         """End a console session (log out).
@@ -557,6 +609,7 @@ class HandoffStore:
                 payload={
                     "handoff_id": row.id,
                     "agent_id": agent_id,
+                    "agent_name": agent.name,
                     "wait_seconds": _seconds(row.created_at, now),
                     "overdue": now > row.due_at,
                 },
@@ -731,21 +784,180 @@ class HandoffStore:
             ):
                 return False
             row = self._reload(session, handoff_id)
-            add_conversation_event(
-                session,
-                type="handoff.first_reply",
-                conversation=conversation,
-                payload={
-                    "handoff_id": row.id,
-                    "agent_id": row.agent_id,
-                    "first_reply_seconds": _seconds(row.created_at, at),
-                    "within_sla": at <= row.due_at,
-                },
-                now=utcnow(),
-            )
+            _log_first_reply(session, conversation, row, row.agent_id, at)
             return True
 
+    def agent_message(self, conversation_id: str, agent_id: str, text: str) -> MessageRecord:
+        """Store a human agent's message to the customer; only the owning agent may send.
+
+        In one transaction: the message (role "agent", annotated with the agent's id and
+        name), an ``agent.message`` event for live streams, and, the first time, the
+        handoff's ``first_reply_at`` with a ``handoff.first_reply`` event.
+
+        Args:
+            conversation_id: The conversation.
+            agent_id: The agent sending it.
+            text: The message (already validated by the caller).
+
+        Returns:
+            The stored message.
+
+        Raises:
+            NotFound: No such conversation or agent.
+            Conflict: The conversation is not assigned to this agent.
+        """
+        with self._write.begin() as session:
+            conversation = lock_conversation(session, conversation_id)
+            agent = self._active_agent(session, agent_id)
+            row = session.scalars(
+                select(Handoff).where(
+                    Handoff.conversation_id == conversation_id,
+                    Handoff.status == "assigned",
+                    Handoff.agent_id == agent_id,
+                )
+            ).one_or_none()
+            if row is None:
+                raise Conflict(
+                    "claim the conversation before replying: it is not assigned to you "
+                    f"(status {conversation.status})"
+                )
+            now = utcnow()
+            message = Message(
+                conversation_id=conversation_id,
+                role="agent",
+                text=text,
+                annotations={"agent_id": agent.id, "agent_name": agent.name},
+                created_at=now,
+            )
+            session.add(message)
+            conversation.updated_at = now
+            session.flush()
+            add_conversation_event(
+                session,
+                type="agent.message",
+                conversation=conversation,
+                payload={"message_id": message.id, "agent_id": agent.id, "handoff_id": row.id},
+                now=now,
+            )
+            if row.first_reply_at is None:
+                row.first_reply_at = now
+                row.version += 1
+                _log_first_reply(session, conversation, row, agent.id, now)
+            return MessageRecord(
+                id=message.id,
+                conversation_id=conversation_id,
+                role="agent",
+                text=text,
+                annotations=dict(message.annotations),
+                created_at=now,
+            )
+
+    def add_note(self, conversation_id: str, agent_id: str, text: str) -> int:
+        """Add an internal note (never shown to the customer) as an ``agent.note`` event.
+
+        Args:
+            conversation_id: The conversation.
+            agent_id: The agent writing it.
+            text: The note (already validated by the caller).
+
+        Returns:
+            The event's id.
+
+        Raises:
+            NotFound: No such conversation or agent.
+        """
+        with self._write.begin() as session:
+            conversation = lock_conversation(session, conversation_id)
+            agent = self._active_agent(session, agent_id)
+            row = Event(
+                type="agent.note",
+                conversation_id=conversation.id,
+                customer_id=conversation.customer_id,
+                payload={"text": text, "agent_id": agent.id, "agent_name": agent.name},
+                created_at=utcnow(),
+            )
+            session.add(row)
+            session.flush()
+            return row.id
+
     # -- handoffs: reads -------------------------------------------------------------
+
+    def last_returned(self, conversation_id: str) -> HandoffRecord | None:
+        """The conversation's most recent handoff that was handed back to the bot.
+
+        Args:
+            conversation_id: The conversation.
+
+        Returns:
+            The handoff, or ``None`` when none was returned.
+        """
+        with self._read() as session:
+            row = session.scalars(
+                select(Handoff)
+                .where(Handoff.conversation_id == conversation_id, Handoff.status == "returned")
+                .order_by(Handoff.returned_at.desc())
+                .limit(1)
+            ).one_or_none()
+            return _handoff(row) if row is not None else None
+
+    def count_by_status(self) -> dict[str, int]:
+        """How many handoffs are in each status."""
+        with self._read() as session:
+            rows = session.execute(
+                select(Handoff.status, func.count()).group_by(Handoff.status)
+            ).all()
+        return {status: int(count) for status, count in rows}
+
+    def last_for_conversation(self, conversation_id: str) -> HandoffRecord | None:
+        """The conversation's newest handoff, whatever its status."""
+        with self._read() as session:
+            row = session.scalars(
+                select(Handoff)
+                .where(Handoff.conversation_id == conversation_id)
+                .order_by(Handoff.created_at.desc(), Handoff.id.desc())
+                .limit(1)
+            ).one_or_none()
+            return _handoff(row) if row is not None else None
+
+    def online_agents(self, team: str) -> int:
+        """How many active agents of ``team`` (or admins) are online now."""
+        with self._read() as session:
+            rows = session.execute(
+                select(Agent.teams, Agent.role).where(Agent.active, Agent.online)
+            ).all()
+        return sum(1 for teams, role in rows if role == "admin" or team in (teams or []))
+
+    def recent_waits(self, team: str, limit: int = 20) -> list[float]:
+        """Seconds from queued to claimed of the team's latest claimed handoffs.
+
+        Args:
+            team: The team.
+            limit: How many of the newest claims to look at.
+
+        Returns:
+            Wait times in seconds, newest first.
+        """
+        with self._read() as session:
+            rows = session.execute(
+                select(Handoff.created_at, Handoff.claimed_at)
+                .where(Handoff.team == team, Handoff.claimed_at.is_not(None))
+                .order_by(Handoff.claimed_at.desc())
+                .limit(max(limit, 0))
+            ).all()
+        return [
+            max((claimed - created).total_seconds(), 0.0) for created, claimed in rows if claimed
+        ]
+
+    def agents_by_ids(self, ids: Iterable[str]) -> dict[str, AgentRecord]:
+        """The agents with these ids, by id (unknown ids are left out)."""
+        wanted = list(set(ids))
+        if not wanted:
+            return {}
+        with self._read() as session:
+            return {
+                row.id: _agent(row)
+                for row in session.scalars(select(Agent).where(Agent.id.in_(wanted)))
+            }
 
     def get(self, handoff_id: str) -> HandoffRecord | None:
         """Load a handoff by id.

@@ -384,8 +384,14 @@ class Store:
         customer_message_id: int,
         events: Sequence[tuple[str, dict[str, Any]]] = (),
         customer_annotations: dict[str, Any] | None = None,
-    ) -> MessageRecord:
+        hold_when: frozenset[str] = frozenset(),
+    ) -> MessageRecord | None:
         """Store the assistant's answer, its turn events, and complete the request, atomically.
+
+        If the conversation's status is in ``hold_when`` by now (a hand-off happened while
+        the bot was thinking), the answer is not stored: the request is completed without
+        a reply, an ``answer.suppressed`` event is logged and ``None`` is returned. The
+        bot never speaks while a person owns the conversation or is on the way.
 
         Writing the turn's events in the reply's transaction (rather than one transaction
         per event) keeps the log consistent with the messages and costs one write lock per
@@ -405,9 +411,10 @@ class Store:
                 ``answer.sent``.
             customer_annotations: Merged into the annotations of the message being
                 answered (how it was classified), in the same transaction.
+            hold_when: Conversation statuses in which the answer must be dropped.
 
         Returns:
-            The stored assistant message.
+            The stored assistant message, or ``None`` when it was suppressed.
 
         Raises:
             NotFound: The conversation, or the idempotency key in it, does not exist.
@@ -426,10 +433,25 @@ class Store:
                 asked = session.get(Message, customer_message_id)
                 if asked is not None and asked.conversation_id == conversation_id:
                     asked.annotations = {**(asked.annotations or {}), **customer_annotations}
+            if conversation.status in hold_when:
+                add_conversation_event(
+                    session,
+                    type="answer.suppressed",
+                    conversation=conversation,
+                    payload={"reply_to": customer_message_id, "status": conversation.status},
+                    now=now,
+                )
+                if key_row is not None:
+                    key_row.status = "done"
+                    key_row.updated_at = now
+                return None
             message = self._insert_message(
                 session, conversation, role="assistant", text=text, annotations=annotations, now=now
             )
-            sent = ("answer.sent", {"message_id": message.id, "reply_to": customer_message_id})
+            # The status at send time is logged so "bot messages while a person owned the
+            # conversation" can be counted from the log (the target is zero).
+            sent = ("answer.sent", {"message_id": message.id, "reply_to": customer_message_id,
+                                    "conversation_status": conversation.status})
             # One executemany instead of one ORM object per event: a turn logs several.
             session.execute(
                 insert(Event),
@@ -457,14 +479,17 @@ class Store:
         role: str,
         text: str,
         annotations: dict[str, Any] | None = None,
+        event_type: str | None = None,
     ) -> MessageRecord:
-        """Append a message without idempotency handling (agents, system notes).
+        """Append a message without idempotency handling (agents, system notices).
 
         Args:
             conversation_id: The conversation.
             role: One of "customer", "assistant", "agent", "system".
             text: The message text.
             annotations: Optional metadata stored with the message.
+            event_type: Also log this event (payload ``{"message_id": id}``), in the same
+                transaction, so live streams see the message.
 
         Returns:
             The stored message.
@@ -485,7 +510,63 @@ class Store:
                 annotations=annotations or {},
                 now=utcnow(),
             )
+            if event_type is not None:
+                add_conversation_event(
+                    session,
+                    type=event_type,
+                    conversation=conversation,
+                    payload={"message_id": message.id},
+                    now=message.created_at,
+                )
             return _message(message)
+
+    def messages_by_ids(self, ids: Sequence[int]) -> dict[int, MessageRecord]:
+        """The messages with these ids (missing ones are left out).
+
+        Args:
+            ids: Message ids.
+
+        Returns:
+            The messages, by id.
+        """
+        if not ids:
+            return {}
+        with self._read() as session:
+            rows = session.scalars(select(Message).where(Message.id.in_(list(set(ids)))))
+            return {row.id: _message(row) for row in rows}
+
+    def customer_conversations(
+        self, customer_id: str, *, exclude: str | None = None, limit: int = 10
+    ) -> list[tuple[ConversationRecord, str | None, int]]:
+        """A customer's conversations, newest first, for an agent's context.
+
+        Args:
+            customer_id: The customer.
+            exclude: Leave out this conversation (the one being handled).
+            limit: At most this many.
+
+        Returns:
+            ``(conversation, first customer message text or None, message count)``.
+        """
+        query = select(Conversation).where(Conversation.customer_id == customer_id)
+        if exclude is not None:
+            query = query.where(Conversation.id != exclude)
+        query = query.order_by(Conversation.created_at.desc()).limit(max(limit, 0))
+        with self._read() as session:
+            found: list[tuple[ConversationRecord, str | None, int]] = []
+            for row in session.scalars(query):
+                first = session.scalar(
+                    select(Message.text)
+                    .where(Message.conversation_id == row.id, Message.role == "customer")
+                    .order_by(Message.id)
+                    .limit(1)
+                )
+                count = session.scalar(
+                    select(func.count()).select_from(Message)
+                    .where(Message.conversation_id == row.id)
+                )
+                found.append((_conversation(row), first, int(count or 0)))
+            return found
 
     def list_messages(
         self, *, conversation_id: str, after: int | None = None, limit: int = 200
@@ -598,6 +679,67 @@ class Store:
         query = query.order_by(Event.id).limit(max(limit, 0))
         with self._read() as session:
             return [_event(row) for row in session.scalars(query)]
+
+    def events_after(
+        self,
+        *,
+        after: int,
+        types: Sequence[str],
+        conversation_id: str | None = None,
+        limit: int = 200,
+    ) -> list[EventRecord]:
+        """Log entries of the given types with an id greater than ``after``, in order.
+
+        This is what live streams poll. Within one conversation the ids grow in commit
+        order (every writer of a conversation's visible events holds its row lock), so a
+        reader that resumes from the last id it saw misses nothing.
+
+        Args:
+            after: Only events with an id greater than this one.
+            types: Only these event types.
+            conversation_id: Only events of this conversation.
+            limit: At most this many (the oldest first).
+
+        Returns:
+            The events ordered by id.
+        """
+        query = select(Event).where(Event.id > after, Event.type.in_(list(types)))
+        if conversation_id is not None:
+            query = query.where(Event.conversation_id == conversation_id)
+        query = query.order_by(Event.id).limit(max(limit, 0))
+        with self._read() as session:
+            return [_event(row) for row in session.scalars(query)]
+
+    def count_bot_messages_while_owned(self, statuses: Sequence[str]) -> int:
+        """Bot answers logged while the conversation had one of ``statuses`` (target: 0).
+
+        ``answer.sent`` records the conversation's status at send time, so this counts
+        from the log what the ownership rules promise never happens.
+        """
+        status = Event.payload["conversation_status"].as_string()
+        with self._read() as session:
+            found = session.scalar(
+                select(func.count())
+                .select_from(Event)
+                .where(Event.type == "answer.sent", status.in_(list(statuses)))
+            )
+            return int(found or 0)
+
+    def count_events(self, type: str) -> int:
+        """How many events of this type the log holds."""
+        with self._read() as session:
+            found = session.scalar(
+                select(func.count()).select_from(Event).where(Event.type == type)
+            )
+            return int(found or 0)
+
+    def latest_event_id(self, types: Sequence[str], *, conversation_id: str | None = None) -> int:
+        """The id of the newest event of these types (0 when there is none)."""
+        query = select(func.max(Event.id)).where(Event.type.in_(list(types)))
+        if conversation_id is not None:
+            query = query.where(Event.conversation_id == conversation_id)
+        with self._read() as session:
+            return int(session.scalar(query) or 0)
 
     # -- health ----------------------------------------------------------------------
 

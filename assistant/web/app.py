@@ -15,7 +15,8 @@ from fastapi import FastAPI
 from assistant import __version__
 from assistant.config import Settings, get_settings
 from assistant.runtime import Runtime, build_runtime
-from assistant.web.api import conversations, health, staff
+from assistant.web import console
+from assistant.web.api import agent, conversations, health
 from assistant.web.errors import install_error_handlers
 from assistant.web.limits import BodySizeLimit
 
@@ -49,7 +50,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.include_router(health.router)
     app.include_router(conversations.router)
-    app.include_router(staff.router)
+    app.include_router(agent.router)
+    app.include_router(console.router)
     return app
 
 

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated
 
 from fastapi import Depends, Header, Path, Request
 
+from assistant.agent_auth import csrf_matches
 from assistant.conversations import ConversationService
-from assistant.errors import InvalidInput, NotFound, Unauthorized
+from assistant.errors import Forbidden, InvalidInput, NotFound, Unauthorized
 from assistant.identity import hash_token as hash_secret
 from assistant.identity import token_matches
 from assistant.runtime import Runtime
-from assistant.storage.records import ConversationRecord
+from assistant.storage.records import AgentRecord, ConversationRecord
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -53,29 +55,80 @@ def customer_conversation(
 ConversationDep = Annotated[ConversationRecord, Depends(customer_conversation)]
 
 
-def staff(token: Annotated[str, Depends(bearer_token)], runtime: RuntimeDep) -> str:
-    """A staff caller: the admin token, or an active agent's API token; returns the role.
+SESSION_COOKIE = "assistant_session"
+_UNSAFE_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 
-    Customers' conversation tokens never pass it.
+
+@dataclass(frozen=True)
+class Principal:
+    """A staff caller: ``agent`` is ``None`` for the bootstrap admin token."""
+
+    role: str
+    agent: AgentRecord | None
+    session_token: str | None = None
+
+
+def staff(
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_csrf_token: Annotated[str | None, Header()] = None,
+) -> Principal:
+    """A staff caller: a bearer token (admin, or an agent's API token) or a console session.
+
+    Console requests that change something must also carry the session's CSRF token in
+    ``X-CSRF-Token``; the cookie alone (which a cross-site form would send) is not enough.
+    Customers' conversation tokens never pass.
     """
-    configured = runtime.settings.admin_token
-    if configured is not None and token_matches(token, hash_secret(configured.get_secret_value())):
-        return "admin"
-    agent = runtime.handoffs.agent_for_token(hash_secret(token))
-    if agent is not None and agent.active:
-        return agent.role
+    if authorization:
+        token = bearer_token(authorization)
+        configured = runtime.settings.admin_token
+        if configured is not None and token_matches(
+            token, hash_secret(configured.get_secret_value())
+        ):
+            return Principal(role="admin", agent=None)
+        agent = runtime.handoffs.agent_for_token(hash_secret(token))
+        if agent is not None and agent.active:
+            return Principal(role=agent.role, agent=agent)
+        raise Unauthorized(
+            "the bearer token is not a staff token (use an agent API token from "
+            "`assistant agents token`, or ASSISTANT_ADMIN_TOKEN)"
+        )
+    session = request.cookies.get(SESSION_COOKIE)
+    if session:
+        agent = runtime.auth.agent_for(session)
+        if agent is None:
+            raise Unauthorized("the console session has expired; sign in again at /console/login")
+        if request.method in _UNSAFE_METHODS and not csrf_matches(session, x_csrf_token):
+            raise Forbidden(
+                "missing or wrong X-CSRF-Token header (the console sends it; scripts should "
+                "use an agent API token instead of the session cookie)"
+            )
+        return Principal(role=agent.role, agent=agent, session_token=session)
     raise Unauthorized(
-        "the bearer token is not a staff token (use an agent API token from "
-        "`assistant agents token`, or ASSISTANT_ADMIN_TOKEN)"
+        "sign in at /console/login, or send 'Authorization: Bearer <agent API token>'"
     )
 
 
-StaffDep = Annotated[str, Depends(staff)]
+StaffDep = Annotated[Principal, Depends(staff)]
+
+
+def acting_agent(principal: StaffDep) -> AgentRecord:
+    """The agent behind the request; actions that own conversations need one."""
+    if principal.agent is None:
+        raise Forbidden(
+            "this action needs an agent account; the admin token cannot own conversations "
+            "(create one with `assistant agents create`)"
+        )
+    return principal.agent
+
+
+AgentDep = Annotated[AgentRecord, Depends(acting_agent)]
 
 
 def staff_conversation(
     conversation_id: Annotated[str, Path(min_length=1, max_length=64, pattern=r"^[0-9a-f]+$")],
-    _role: StaffDep,
+    _principal: StaffDep,
     runtime: RuntimeDep,
 ) -> ConversationRecord:
     """Any conversation, for staff."""

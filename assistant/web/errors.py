@@ -17,9 +17,11 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from assistant.errors import (
     AssistantError,
     Conflict,
+    Forbidden,
     IdempotencyMismatch,
     InvalidInput,
     NotFound,
+    RateLimited,
     Unauthorized,
 )
 
@@ -31,6 +33,8 @@ _STATUS: list[tuple[type[AssistantError], int, str]] = [
     (InvalidInput, 422, "invalid_input"),
     (NotFound, 404, "not_found"),
     (Unauthorized, 401, "unauthorized"),
+    (Forbidden, 403, "forbidden"),
+    (RateLimited, 429, "rate_limited"),
 ]
 
 

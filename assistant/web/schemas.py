@@ -7,7 +7,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
-from assistant.storage.records import HandoffRecord, MessageRecord
+from assistant.storage.records import AgentRecord, HandoffRecord, MessageRecord
 
 
 class CustomerIn(BaseModel):
@@ -71,6 +71,7 @@ class MessagePublic(BaseModel):
     created_at: datetime
     citations: list[CitationPublic] = []
     offer_human: bool = False
+    author: str | None = Field(None, description="The agent's name on an agent's message.")
 
     @classmethod
     def of(cls, record: MessageRecord) -> MessagePublic:
@@ -82,6 +83,7 @@ class MessagePublic(BaseModel):
             role=record.role,
             text=record.text,
             created_at=record.created_at,
+            author=notes.get("agent_name") if record.role == "agent" else None,
             citations=[
                 CitationPublic(**{k: c[k] for k in ("n", "article_id", "title", "url")})
                 for c in notes.get("citations", [])
@@ -95,11 +97,46 @@ class HandoffPublic(BaseModel):
 
     status: str
     due_at: datetime
+    notice: str | None = Field(None, description="What the customer was told.")
+    expected_wait_minutes: int | None = None
+    can_leave_email: bool = False
 
     @classmethod
-    def of(cls, record: HandoffRecord) -> HandoffPublic:
+    def of(cls, record: HandoffRecord, availability: dict[str, Any] | None = None) -> HandoffPublic:
         """Project a hand-off to its customer-visible form (no reasons, no agent ids)."""
-        return cls(status=record.status, due_at=record.due_at)
+        available = availability or {}
+        return cls(
+            status=record.status,
+            due_at=record.due_at,
+            notice=available.get("notice"),
+            expected_wait_minutes=available.get("expected_wait_minutes"),
+            can_leave_email=bool(available.get("can_leave_email")),
+        )
+
+
+class CsatCreate(BaseModel):
+    """Body of ``POST /v1/conversations/{id}/csat``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    score: int = Field(..., ge=1, le=5, description="1 (very unhappy) to 5 (very happy)")
+    comment: str | None = Field(None, max_length=2000)
+
+
+class CsatPublic(BaseModel):
+    """A stored rating; ``handled_by`` is "bot" or "person"."""
+
+    score: int
+    comment: str | None
+    handled_by: str
+
+
+class FollowupCreate(BaseModel):
+    """Body of ``POST /v1/conversations/{id}/followup``: where to follow up."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    email: EmailStr = Field(..., max_length=320)
 
 
 class TurnPublic(BaseModel):
@@ -154,3 +191,132 @@ class ErrorBody(BaseModel):
     """Every error response: ``{"error": {"code": ..., "message": ...}}``."""
 
     error: dict[str, Any]
+
+
+class AgentPublic(BaseModel):
+    """An agent as other staff see it."""
+
+    id: str
+    name: str
+    email: str
+    role: str
+    teams: list[str]
+    capacity: int
+    online: bool
+
+    @classmethod
+    def of(cls, record: AgentRecord) -> AgentPublic:
+        """Project an agent record (never its password hash)."""
+        return cls(
+            id=record.id,
+            name=record.name,
+            email=record.email,
+            role=record.role,
+            teams=list(record.teams),
+            capacity=record.capacity,
+            online=record.online,
+        )
+
+
+class HandoffStaff(BaseModel):
+    """A hand-off with everything staff need to triage it."""
+
+    id: str
+    conversation_id: str
+    status: str
+    team: str
+    priority: int
+    reasons: list[str]
+    evidence: dict[str, Any]
+    agent_id: str | None
+    created_at: datetime
+    due_at: datetime
+    claimed_at: datetime | None
+    first_reply_at: datetime | None
+    resolved_at: datetime | None
+    returned_at: datetime | None
+    resolution_code: str | None
+    waiting_seconds: float = Field(description="Queued until claimed, or until now.")
+    overdue: bool
+
+    @classmethod
+    def of(cls, record: HandoffRecord, now: datetime) -> HandoffStaff:
+        """Project a hand-off for staff, with its wait so far."""
+        until = record.claimed_at or record.resolved_at or record.returned_at or now
+        return cls(
+            id=record.id,
+            conversation_id=record.conversation_id,
+            status=record.status,
+            team=record.team,
+            priority=record.priority,
+            reasons=list(record.reasons),
+            evidence=dict(record.evidence),
+            agent_id=record.agent_id,
+            created_at=record.created_at,
+            due_at=record.due_at,
+            claimed_at=record.claimed_at,
+            first_reply_at=record.first_reply_at,
+            resolved_at=record.resolved_at,
+            returned_at=record.returned_at,
+            resolution_code=record.resolution_code,
+            waiting_seconds=round(max((until - record.created_at).total_seconds(), 0.0), 1),
+            overdue=record.status == "queued" and now > record.due_at,
+        )
+
+
+class QueueItem(BaseModel):
+    """A waiting hand-off and its context packet."""
+
+    handoff: HandoffStaff
+    context: dict[str, Any]
+
+
+class QueuePublic(BaseModel):
+    """Waiting hand-offs, most urgent first, then longest waiting."""
+
+    items: list[QueueItem]
+
+
+class HandoffDetail(BaseModel):
+    """A conversation's hand-off, context packet and internal notes."""
+
+    conversation_id: str
+    status: str
+    handoff: HandoffStaff | None
+    context: dict[str, Any]
+    notes: list[dict[str, Any]]
+
+
+class AgentText(BaseModel):
+    """Body of an agent's reply or note."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    text: str = Field(..., min_length=1, max_length=100_000)
+
+
+class ResolveCreate(BaseModel):
+    """Body of ``.../resolve``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    resolution_code: str = Field(
+        ..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
+        description="How it was resolved, e.g. refund_issued, answered, duplicate.",
+    )
+
+
+class ReassignCreate(BaseModel):
+    """Body of ``.../reassign``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    agent_id: str = Field(..., min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")
+
+
+class PresenceUpdate(BaseModel):
+    """Body of ``POST /v1/agent/presence``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    online: bool

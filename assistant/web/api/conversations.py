@@ -2,22 +2,34 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, status
+from fastapi import APIRouter, Header, Query, Request, status
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
 
-from assistant.conversations import CustomerClaim
-from assistant.web.deps import ConversationDep, ConversationsDep, IdempotencyKeyDep
+from assistant.conversations import ConversationService, CustomerClaim, PostedMessage
+from assistant.errors import AssistantError
+from assistant.live import LiveEvent
+from assistant.storage.records import ConversationRecord, MessageRecord
+from assistant.web.deps import ConversationDep, ConversationsDep, IdempotencyKeyDep, RuntimeDep
 from assistant.web.schemas import (
     ConversationCreate,
     ConversationPublic,
+    CsatCreate,
+    CsatPublic,
     ErrorBody,
+    FollowupCreate,
     HandoffPublic,
     MessageCreate,
     MessageList,
     MessagePublic,
     TurnPublic,
 )
+from assistant.web.sse import SSE_HEADERS, event_stream, resume_point
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -46,28 +58,99 @@ def start_conversation(
     )
 
 
-@router.post("/{conversation_id}/messages", response_model=TurnPublic, responses=_ERRORS)
-def post_message(
+def _turn_public(posted: PostedMessage) -> TurnPublic:
+    availability = (posted.reply.annotations if posted.reply else {}).get("availability")
+    return TurnPublic(
+        message=MessagePublic.of(posted.message),
+        reply=MessagePublic.of(posted.reply) if posted.reply is not None else None,
+        handoff=(
+            HandoffPublic.of(posted.handoff, availability) if posted.handoff is not None else None
+        ),
+        replayed=posted.replayed,
+    )
+
+
+@router.post(
+    "/{conversation_id}/messages",
+    response_model=TurnPublic,
+    responses={
+        **_ERRORS,
+        200: {
+            "content": {"text/event-stream": {}},
+            "description": "JSON, or with `Accept: text/event-stream` a stream of `stored`, "
+            "`delta` and `done` events (`done` carries the same body as the JSON answer).",
+        },
+    },
+)
+async def post_message(
+    request: Request,
     conversation: ConversationDep,
     conversations: ConversationsDep,
     body: MessageCreate,
     idempotency_key: IdempotencyKeyDep,
-) -> TurnPublic:
+    accept: Annotated[str | None, Header()] = None,
+) -> Any:
     """Post a customer message; it is stored before the reply is computed.
 
     Send an ``Idempotency-Key`` header so a retry never creates a second message: the same
     key and body return the original result, another body gets 422, and a retry while the
     first request is still running gets 409.
+
+    With ``Accept: text/event-stream`` the answer streams: ``stored`` (the customer's message,
+    committed), ``delta`` (reply text as it is produced), then ``done`` (the full result) or
+    ``error``. The widget reads it with ``fetch``.
     """
-    posted = conversations.post_message(
-        conversation, text=body.text, idempotency_key=idempotency_key
+    if accept is None or "text/event-stream" not in accept:
+        posted = await run_in_threadpool(
+            conversations.post_message,
+            conversation, text=body.text, idempotency_key=idempotency_key,
+        )
+        return _turn_public(posted)
+    conversations.validate_text(body.text)  # bad input is still a plain 422
+    return StreamingResponse(
+        _stream_turn(conversations, conversation, body.text, idempotency_key),
+        media_type="text/event-stream",
+        headers=SSE_HEADERS,
     )
-    return TurnPublic(
-        message=MessagePublic.of(posted.message),
-        reply=MessagePublic.of(posted.reply) if posted.reply is not None else None,
-        handoff=HandoffPublic.of(posted.handoff) if posted.handoff is not None else None,
-        replayed=posted.replayed,
-    )
+
+
+async def _stream_turn(
+    conversations: ConversationService,
+    conversation: ConversationRecord,
+    text: str,
+    idempotency_key: str | None,
+) -> AsyncIterator[str]:
+    loop = asyncio.get_running_loop()
+    stored: asyncio.Queue[MessagePublic] = asyncio.Queue()
+
+    def on_stored(message: MessageRecord) -> None:
+        loop.call_soon_threadsafe(stored.put_nowait, MessagePublic.of(message))
+
+    work = asyncio.ensure_future(run_in_threadpool(
+        conversations.post_message, conversation, text=text,
+        idempotency_key=idempotency_key, on_stored=on_stored,
+    ))
+    waiting = asyncio.ensure_future(stored.get())
+    await asyncio.wait({work, waiting}, return_when=asyncio.FIRST_COMPLETED)
+    if waiting.done():
+        yield _sse("stored", {"message": waiting.result().model_dump(mode="json")})
+    else:
+        waiting.cancel()
+    try:
+        posted = await work
+    except AssistantError as exc:
+        yield _sse("error", {"error": {"code": type(exc).__name__, "message": str(exc)}})
+        return
+    result = _turn_public(posted)
+    if result.reply is not None:
+        # The offline answerer produces its reply at once; a generative answerer will emit
+        # deltas here as tokens arrive. Clients render deltas, then replace with ``done``.
+        yield _sse("delta", {"text": result.reply.text})
+    yield _sse("done", result.model_dump(mode="json"))
+
+
+def _sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data, separators=(',', ':'))}\n\n"
 
 
 @router.get("/{conversation_id}/messages", response_model=MessageList, responses=_ERRORS)
@@ -79,3 +162,61 @@ def list_messages(
     """The conversation's messages, oldest first."""
     records = conversations.messages(conversation, after=after)
     return MessageList(messages=[MessagePublic.of(r) for r in records])
+
+
+@router.get(
+    "/{conversation_id}/events", response_class=StreamingResponse, responses=_ERRORS
+)
+def conversation_events(
+    request: Request,
+    conversation: ConversationDep,
+    runtime: RuntimeDep,
+    after: Annotated[int | None, Query(ge=0, description="Resume after this event id.")] = None,
+    last_event_id: Annotated[str | None, Header(max_length=20)] = None,
+) -> StreamingResponse:
+    """Server-Sent Events: new messages (the bot's, agents', notices) and status changes.
+
+    Each event's ``id`` is its position in the log: reconnect with ``Last-Event-ID`` (or
+    ``?after=``) and the stream resumes exactly after it. Authenticate with the
+    conversation token in the ``Authorization`` header (read the stream with ``fetch``;
+    tokens never go in URLs).
+    """
+    start = resume_point(after, last_event_id)
+
+    def fetch(cursor: int) -> list[LiveEvent]:
+        return runtime.live.conversation(conversation.id, after=cursor, audience="customer")
+
+    return event_stream(
+        request, fetch, after=start, poll_seconds=runtime.settings.live_poll_seconds
+    )
+
+
+@router.post("/{conversation_id}/handoff", response_model=HandoffPublic, responses=_ERRORS)
+def request_handoff(conversation: ConversationDep, runtime: RuntimeDep) -> HandoffPublic:
+    """The customer asks for a person ("Talk to a person"). Says when one will come, or,
+    when no one can (outside business hours, nobody online), that an email can be left."""
+    handoff, available = runtime.handoff.request_by_customer(conversation)
+    return HandoffPublic.of(handoff, available.as_dict())
+
+
+@router.post(
+    "/{conversation_id}/followup", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS
+)
+def leave_email(conversation: ConversationDep, body: FollowupCreate, runtime: RuntimeDep) -> None:
+    """Leave an email address for follow-up when no person could come."""
+    runtime.handoff.leave_email(conversation, str(body.email))
+
+
+@router.post(
+    "/{conversation_id}/csat",
+    status_code=status.HTTP_201_CREATED,
+    response_model=CsatPublic,
+    responses=_ERRORS,
+)
+def rate(
+    conversation: ConversationDep, conversations: ConversationsDep, body: CsatCreate
+) -> CsatPublic:
+    """Rate the conversation 1-5 with an optional comment (once; 409 after that)."""
+    return CsatPublic(
+        **conversations.rate(conversation, score=body.score, comment=body.comment)
+    )
