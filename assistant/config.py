@@ -7,12 +7,16 @@ Build them with :func:`get_settings` and pass the object down; no other module r
 from __future__ import annotations
 
 import os
+import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+_ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
+PACKAGE_ROOT = Path(__file__).resolve().parent.parent
 
 
 class Settings(BaseSettings):
@@ -108,6 +112,38 @@ class Settings(BaseSettings):
     secure_cookies: bool = Field(
         False, description="Mark the console session cookie Secure (set it behind HTTPS)."
     )
+
+    widget_origins: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Sites allowed to embed the widget and call the API from the browser "
+        "(comma-separated origins like https://www.example.com; '*' for any). The server's "
+        "own origin (the /demo page) is always allowed.",
+    )
+    widget_dir: Path = Field(
+        PACKAGE_ROOT / "widget", description="Where the widget's JS, CSS and pages are."
+    )
+    rate_limit_per_minute: int = Field(
+        30, ge=1, le=100_000, description="Customer messages per conversation per minute."
+    )
+    ip_rate_limit_per_minute: int = Field(
+        120,
+        ge=1,
+        le=1_000_000,
+        description="Customer requests (new conversations and messages) per client IP per minute.",
+    )
+
+    @field_validator("widget_origins", mode="before")
+    @classmethod
+    def _split_origins(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for origin in value:
+                if origin != "*" and not _ORIGIN.match(str(origin)):
+                    raise ValueError(
+                        f"{origin!r} is not an origin: use scheme://host[:port], no path"
+                    )
+        return value
 
     @property
     def resolved_database_url(self) -> str:

@@ -180,6 +180,8 @@ class ConversationService:
         )
         if on_stored is not None:
             on_stored(outcome.customer_message)
+        if outcome.kind == "held":
+            self._understand_held(conversation, outcome.customer_message)
         if outcome.kind in {"replay", "held"}:
             return PostedMessage(
                 outcome.customer_message,
@@ -226,6 +228,27 @@ class ConversationService:
             self._bus.publish(event)
         handoff = self._enqueue_if_handed_off(conversation.id, turn.annotations)
         return PostedMessage(outcome.customer_message, reply, replayed=False, handoff=handoff)
+
+    def _understand_held(self, conversation: ConversationRecord, message: MessageRecord) -> None:
+        """Classify a message the bot must not answer: agents see the customer's mood
+        change live, and health scores keep their signal while a person handles it."""
+        try:
+            understood, event = self._engine.understand(
+                message.text,
+                conversation_id=conversation.id,
+                customer_id=conversation.customer_id,
+            )
+            self._store.annotate_message(
+                conversation_id=conversation.id,
+                message_id=message.id,
+                annotations=understood.as_dict(),
+                events=[(event.type, event.payload())],
+            )
+        except Exception:
+            # The message is stored; a missing classification must not fail the request.
+            logger.exception("could not classify held message %s", message.id)
+            return
+        self._bus.publish(event)
 
     def _open_handoff(self, conversation_id: str) -> HandoffRecord | None:
         if self._handoffs is None:

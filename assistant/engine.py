@@ -104,6 +104,15 @@ class Engine:
         self.retrieval_k = retrieval_k
         self.min_confidence = min_confidence
 
+    def understand(
+        self, text: str, *, conversation_id: str | None = None, customer_id: str | None = None
+    ) -> tuple[Classification, MessageClassified]:
+        """Classify a message without answering it (a person owns the conversation), so
+        intent, sentiment and churn signals keep flowing to agents and health scores."""
+        understood = self.classifier.classify(text, self.retriever.embed_query(text))
+        ids = {"conversation_id": conversation_id, "customer_id": customer_id}
+        return understood, _classified(understood, ids)
+
     def handle_turn(
         self,
         *,
@@ -126,17 +135,7 @@ class Engine:
         understood = self.classifier.classify(text, vector)
         clock.lap("classify")
         intent = understood.intent_label
-        events: list[Event] = [
-            MessageClassified(
-                **ids,
-                intent=understood.intent.label,
-                intent_confidence=round(understood.intent.confidence, 4),
-                sentiment=understood.sentiment.label,
-                frustration=round(understood.frustration.score, 4),
-                frustration_cues=understood.frustration.cue_names,
-                churn_signals=[signal.kind for signal in understood.churn],
-            )
-        ]
+        events: list[Event] = [_classified(understood, ids)]
         fixed_reply = self.policy.replies.get(intent) if intent else None
         retrieval: RetrievalResult | None = None
         if fixed_reply is None:
@@ -243,3 +242,16 @@ class _Clock:
 
     def totals(self) -> dict[str, float]:
         return {**self.laps, "total": (self._last - self._start) * 1000}
+
+
+def _classified(understood: Classification, ids: dict[str, str | None]) -> MessageClassified:
+    return MessageClassified(
+        conversation_id=ids["conversation_id"],
+        customer_id=ids["customer_id"],
+        intent=understood.intent.label,
+        intent_confidence=round(understood.intent.confidence, 4),
+        sentiment=understood.sentiment.label,
+        frustration=round(understood.frustration.score, 4),
+        frustration_cues=understood.frustration.cue_names,
+        churn_signals=[signal.kind for signal in understood.churn],
+    )

@@ -64,6 +64,10 @@ class Forbidden(AssistantError):
 class RateLimited(AssistantError):
     """Too many attempts; the message says when to try again."""
 
+    def __init__(self, message: str, *, retry_after: int | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
 
 class Conflict(AssistantError):
     """The request collides with the current state."""

@@ -136,6 +136,9 @@ def settings(tmp_path: Path, kb_dir: Path, intent_model_dir: Path) -> Settings:
     return Settings(
         data_dir=tmp_path / "data", kb_dir=kb_dir, answer_min_confidence=0.0,
         intent_model_dir=intent_model_dir, admin_token=ADMIN_TOKEN,
+        # One test client makes hundreds of requests from one address in well under a
+        # minute; test_rate_limits.py checks the limits with small budgets.
+        ip_rate_limit_per_minute=1_000_000,
         _env_file=None,  # type: ignore[call-arg]
     )
 

@@ -241,3 +241,15 @@ def test_a_bot_only_conversation_is_rated_as_bot(client, conversation) -> None:
     rated = client.post(f"/v1/conversations/{conversation['id']}/csat", json={"score": 5},
                         headers=auth(conversation["token"]))
     assert rated.status_code == 201 and rated.json()["handled_by"] == "bot"
+
+
+def test_messages_to_a_person_are_still_understood(client, conversation, agent, handed_off,
+                                                  runtime) -> None:
+    client.post(f"/v1/agent/handoffs/{handed_off}/claim", headers=auth(agent.token))
+    assert say(client, conversation, "This is useless, I'm cancelling!!!")["reply"] is None
+    held = runtime.store.list_messages(conversation_id=conversation["id"])[-1]
+    assert held.role == "customer" and held.annotations["sentiment"]["label"] == "negative"
+    assert {s["kind"] for s in held.annotations["churn_signals"]} >= {"cancellation"}
+    detail = client.get(f"/v1/agent/conversations/{conversation['id']}",
+                        headers=auth(agent.token)).json()
+    assert detail["context"]["trajectory"][-1]["sentiment"] == "negative"

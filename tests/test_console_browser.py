@@ -167,9 +167,13 @@ def test_an_agent_claims_a_live_handoff_and_the_reply_reaches_the_customer(
         # textContent), after the reply, which shows once (added from the response
         # and again from the stream, deduplicated).
         answer = "Thank you <img src=y onerror=alert(3)> that is great"
+        steps = page.locator("table.trajectory tbody tr")
+        steps_before = steps.count()
         assert http.post(messages, json={"text": answer},
                          headers=customer).status_code == 200
         expect(page.locator("#transcript .msg-customer", has_text=answer)).to_be_visible()
+        # The context panel follows the conversation: the new message joins the trajectory.
+        expect(steps).to_have_count(steps_before + 1)
         expect(page.locator("#transcript .msg-agent", has_text=reply)).to_have_count(1)
         expect(page.locator("#transcript img")).to_have_count(0)
 

@@ -520,6 +520,31 @@ class Store:
                 )
             return _message(message)
 
+    def annotate_message(
+        self,
+        *,
+        conversation_id: str,
+        message_id: int,
+        annotations: dict[str, Any],
+        events: Sequence[tuple[str, dict[str, Any]]] = (),
+    ) -> None:
+        """Merge ``annotations`` into a stored message and log ``events``, atomically.
+
+        Raises:
+            NotFound: No such conversation, or the message is not in it.
+        """
+        with self._write.begin() as session:
+            conversation = lock_conversation(session, conversation_id)
+            message = session.get(Message, message_id)
+            if message is None or message.conversation_id != conversation_id:
+                raise NotFound(f"no message {message_id} in conversation {conversation_id!r}")
+            message.annotations = {**(message.annotations or {}), **annotations}
+            now = utcnow()
+            for event_type, payload in events:
+                add_conversation_event(
+                    session, type=event_type, conversation=conversation, payload=payload, now=now
+                )
+
     def messages_by_ids(self, ids: Sequence[int]) -> dict[int, MessageRecord]:
         """The messages with these ids (missing ones are left out).
 

@@ -11,14 +11,16 @@ from contextlib import asynccontextmanager
 
 from anyio import to_thread
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from assistant import __version__
 from assistant.config import Settings, get_settings
 from assistant.runtime import Runtime, build_runtime
-from assistant.web import console
+from assistant.web import console, widget
 from assistant.web.api import agent, conversations, health
 from assistant.web.errors import install_error_handlers
 from assistant.web.limits import BodySizeLimit
+from assistant.web.rate_limits import RateLimiter
 
 MAX_BODY_BYTES = 256 * 1024
 
@@ -46,12 +48,25 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         lifespan=lifespan,
         description="Customer chat API: answers from the knowledge base, hands off to people.",
     )
+    app.state.rate_limiter = RateLimiter()
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.include_router(health.router)
     app.include_router(conversations.router)
     app.include_router(agent.router)
     app.include_router(console.router)
+    app.include_router(widget.router)
+    if settings.widget_origins:
+        # Host sites may also call the customer API directly (their own UI); the widget
+        # itself needs no CORS, its frame is same-origin with the API.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.widget_origins,
+            allow_methods=["GET", "POST"],
+            allow_headers=["Authorization", "Content-Type", "Idempotency-Key", "Last-Event-ID",
+                           "Accept"],
+            max_age=600,
+        )
     return app
 
 

@@ -14,6 +14,7 @@ from assistant.identity import hash_token as hash_secret
 from assistant.identity import token_matches
 from assistant.runtime import Runtime
 from assistant.storage.records import AgentRecord, ConversationRecord
+from assistant.web.rate_limits import RateLimiter, client_ip
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -154,3 +155,29 @@ def idempotency_key(
 
 
 IdempotencyKeyDep = Annotated[str | None, Depends(idempotency_key)]
+
+
+def _limiter(request: Request) -> RateLimiter:
+    limiter: RateLimiter = request.app.state.rate_limiter
+    return limiter
+
+
+def limit_per_ip(request: Request, runtime: RuntimeDep) -> None:
+    """Spend one request of the client address's budget (429 when it is spent)."""
+    _limiter(request).hit(
+        f"ip:{client_ip(request)}",
+        runtime.settings.ip_rate_limit_per_minute,
+        "requests from your address",
+    )
+
+
+def limit_per_conversation(
+    request: Request, conversation: ConversationDep, runtime: RuntimeDep
+) -> None:
+    """Spend one message of the conversation's budget, and one of the address's."""
+    limit_per_ip(request, runtime)
+    _limiter(request).hit(
+        f"conversation:{conversation.id}",
+        runtime.settings.rate_limit_per_minute,
+        "messages in this conversation",
+    )

@@ -53,7 +53,10 @@ def install_error_handlers(app: FastAPI) -> None:
     async def _domain(_: Request, exc: AssistantError) -> JSONResponse:
         for kind, status, code in _STATUS:
             if isinstance(exc, kind):
-                return error_response(status, code, str(exc))
+                response = error_response(status, code, str(exc))
+                if isinstance(exc, RateLimited) and exc.retry_after is not None:
+                    response.headers["Retry-After"] = str(exc.retry_after)
+                return response
         logger.error("unmapped domain error: %r", exc)
         return error_response(500, "internal_error", "the server failed to handle the request")
 

@@ -7,7 +7,7 @@ import json
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Header, Query, Request, status
+from fastapi import APIRouter, Depends, Header, Query, Request, status
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
@@ -15,7 +15,14 @@ from assistant.conversations import ConversationService, CustomerClaim, PostedMe
 from assistant.errors import AssistantError
 from assistant.live import LiveEvent
 from assistant.storage.records import ConversationRecord, MessageRecord
-from assistant.web.deps import ConversationDep, ConversationsDep, IdempotencyKeyDep, RuntimeDep
+from assistant.web.deps import (
+    ConversationDep,
+    ConversationsDep,
+    IdempotencyKeyDep,
+    RuntimeDep,
+    limit_per_conversation,
+    limit_per_ip,
+)
 from assistant.web.schemas import (
     ConversationCreate,
     ConversationPublic,
@@ -33,12 +40,16 @@ from assistant.web.sse import SSE_HEADERS, event_stream, resume_point
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 _ERRORS: dict[int | str, dict[str, object]] = {
-    code: {"model": ErrorBody} for code in (401, 404, 409, 413, 422)
+    code: {"model": ErrorBody} for code in (401, 404, 409, 413, 422, 429)
 }
 
 
 @router.post(
-    "", status_code=status.HTTP_201_CREATED, response_model=ConversationPublic, responses=_ERRORS
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=ConversationPublic,
+    responses=_ERRORS,
+    dependencies=[Depends(limit_per_ip)],
 )
 def start_conversation(
     conversations: ConversationsDep, body: ConversationCreate | None = None
@@ -73,6 +84,7 @@ def _turn_public(posted: PostedMessage) -> TurnPublic:
 @router.post(
     "/{conversation_id}/messages",
     response_model=TurnPublic,
+    dependencies=[Depends(limit_per_conversation)],
     responses={
         **_ERRORS,
         200: {

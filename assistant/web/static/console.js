@@ -434,9 +434,33 @@
       return true;
     }
 
+    // The context packet (summary, trajectory, articles tried) is rendered by the server;
+    // when the customer writes, fetch the page again and swap in its fresh context panel.
+    // DOMParser never runs scripts, and the server escaped every piece of text.
+    var contextTimer = null;
+    function refreshContext() {
+      window.clearTimeout(contextTimer);
+      contextTimer = window.setTimeout(function () {
+        fetch(window.location.pathname, { credentials: 'same-origin' }).then(function (r) {
+          return r.ok ? r.text() : null;
+        }).then(function (html) {
+          if (!html) return;
+          var fresh = new DOMParser().parseFromString(html, 'text/html').querySelector('aside.context');
+          var current = document.querySelector('aside.context');
+          if (fresh && current) {
+            current.replaceWith(document.importNode(fresh, true));
+            localizeTimes(document);
+          }
+        }).catch(function () { /* the next message tries again */ });
+      }, 500);
+    }
+
     liveStream(function () { return base + '/events?after=' + cursor; }, {
       message: function (data, event) {
-        if (fresh(event) && data.message) appendMessage(data.message);
+        if (fresh(event) && data.message) {
+          appendMessage(data.message);
+          if (data.message.role === 'customer') refreshContext();
+        }
       },
       note: function (data, event) {
         if (!fresh(event)) return;
