@@ -40,6 +40,7 @@ bench: install
 	$(PY) benchmarks/retrieval_stackfaq.py --json benchmarks/results/retrieval_stackfaq.json
 	$(PY) benchmarks/ingest_throughput.py --json benchmarks/results/ingest_throughput.json
 	$(PY) benchmarks/turn_latency.py --json benchmarks/results/turn_latency.json
+	$(PY) benchmarks/claim_race.py --json benchmarks/results/claim_race.json
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache .mypy_cache
