@@ -253,3 +253,17 @@ def test_messages_to_a_person_are_still_understood(client, conversation, agent, 
     detail = client.get(f"/v1/agent/conversations/{conversation['id']}",
                         headers=auth(agent.token)).json()
     assert detail["context"]["trajectory"][-1]["sentiment"] == "negative"
+
+
+def test_the_conversation_state_tells_a_reloaded_widget_where_it_stands(client, conversation,
+                                                                        agent, runtime) -> None:
+    url = f"/v1/conversations/{conversation['id']}"
+    fresh = client.get(url, headers=auth(conversation["token"])).json()
+    assert fresh == {"id": conversation["id"], "status": "bot", "verified": False,
+                     "handoff": None, "rated": False}
+    ask_for_person(client, conversation)
+    waiting = client.get(url, headers=auth(conversation["token"])).json()
+    assert waiting["status"] == "waiting" and waiting["handoff"]["status"] == "queued"
+    assert waiting["handoff"]["expected_wait_minutes"] >= 1
+    other = client.post("/v1/conversations", json={}).json()
+    assert client.get(url, headers=auth(other["token"])).status_code == 404

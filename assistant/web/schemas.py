@@ -114,6 +114,16 @@ class HandoffPublic(BaseModel):
         )
 
 
+class ConversationState(BaseModel):
+    """Where a conversation stands: who owns it, the open hand-off, whether it was rated."""
+
+    id: str
+    status: str = Field(description="bot, waiting, agent or resolved")
+    verified: bool
+    handoff: HandoffPublic | None
+    rated: bool
+
+
 class CsatCreate(BaseModel):
     """Body of ``POST /v1/conversations/{id}/csat``."""
 
