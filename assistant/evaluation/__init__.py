@@ -1,0 +1,1 @@
+"""Eval suites: load them, run them through the engine, measure, report."""
