@@ -22,6 +22,7 @@ from assistant.evaluation.reports import (
 )
 from assistant.evaluation.runner import SuiteReport, eval_runner
 from assistant.evaluation.suites import Suite, discover, load_suite
+from assistant.llm import build_chat_model
 
 DEFAULT_PATHS = [Path("evals")]
 
@@ -48,6 +49,11 @@ def eval_command(
     ] = 0.02,
     workers: Annotated[int, typer.Option(min=1, max=16, help="Cases run at once.")] = 2,
     seed: Annotated[int, typer.Option(help="Seed, recorded in the report.")] = 0,
+    judge: Annotated[
+        bool,
+        typer.Option("--judge", help="Also ask the configured LLM whether each answer is "
+                     "supported by the passages it cites (reported separately)."),
+    ] = False,
 ) -> None:
     """Run eval suites through the engine; exit 1 when a threshold is missed, a case of a
     suite without thresholds fails, or a metric drops below the baseline by more than the
@@ -65,7 +71,13 @@ def eval_command(
         raise typer.Exit(2)
     total = sum(len(s.cases) for s in suites)
     reports: list[SuiteReport] = []
-    with eval_runner(get_settings(), workers=workers, seed=seed) as runner, Progress(
+    settings = get_settings()
+    judge_model = build_chat_model(settings) if judge else None
+    if judge and judge_model is None:
+        err.print("[red]error:[/red] --judge needs a model: set ASSISTANT_LLM_BASE_URL "
+                  "(and OPENAI_API_KEY if the endpoint wants one)")
+        raise typer.Exit(2)
+    with eval_runner(settings, workers=workers, seed=seed, judge=judge_model) as runner, Progress(
         TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
         console=err, disable=not err.is_terminal,
     ) as progress:

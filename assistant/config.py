@@ -50,6 +50,13 @@ class Settings(BaseSettings):
 
     llm_base_url: str | None = Field(None, description="OpenAI-compatible chat endpoint.")
     llm_model: str = Field("gpt-4o-mini", description="Chat model name.")
+    llm_timeout_seconds: float = Field(
+        10.0, gt=0, le=300, description="Longest wait for one model call before falling back."
+    )
+    llm_temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature.")
+    prompts_dir: Path = Field(
+        PACKAGE_ROOT / "prompts", description="Jinja2 templates of every model prompt."
+    )
     openai_api_key: SecretStr | None = Field(
         None,
         validation_alias=AliasChoices("OPENAI_API_KEY", "ASSISTANT_OPENAI_API_KEY"),

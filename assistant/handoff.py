@@ -15,13 +15,16 @@ from __future__ import annotations
 import logging
 import math
 import statistics
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from assistant.errors import Forbidden, InvalidInput, NotFound
 from assistant.handoff_context import ContextPacket, PreviousConversation, build_context_packet
+from assistant.llm import ChatModel, LLMError
 from assistant.policy import EscalationPolicy
 from assistant.storage.handoff_repo import HandoffStore
 from assistant.storage.records import AgentRecord, ConversationRecord, HandoffRecord, MessageRecord
@@ -34,6 +37,7 @@ HUMAN_OWNED = frozenset({"waiting", "agent"})
 DEFAULT_TEAM = "support"
 MAX_EMAIL_CHARS = 320
 RECENT_WAITS = 20  # claims that the expected-wait estimate looks at
+SUMMARY_CACHE = 1000  # conversations whose model summary is kept in memory
 
 
 @dataclass(frozen=True)
@@ -80,12 +84,18 @@ class HandoffService:
         policy: EscalationPolicy,
         max_message_chars: int,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
+        summarizer: ChatModel | None = None,
     ) -> None:
         self._store = store
         self._handoffs = handoffs
         self._policy = policy
         self._max_chars = max_message_chars
         self._clock = clock
+        self._summarizer = summarizer
+        # (conversation id, newest message id) -> summary lines: a queue page reads the
+        # same packets again and again; the model is asked once per new message.
+        self._summaries: OrderedDict[tuple[str, int], list[str]] = OrderedDict()
+        self._summaries_lock = threading.Lock()
 
     @property
     def handoffs(self) -> HandoffStore:
@@ -302,9 +312,42 @@ class HandoffService:
                     conversation.customer_id, exclude=conversation.id
                 )
             ]
-        return build_context_packet(
+        packet = build_context_packet(
             messages=messages, handoff=handoff, customer=customer, previous=previous
         )
+        if self._summarizer is not None and messages:
+            lines = self._llm_summary(conversation.id, messages[-1].id, packet)
+            if lines:
+                packet = replace(packet, summary=lines, summary_source="llm")
+        return packet
+
+    def _llm_summary(self, conversation_id: str, newest: int, packet: ContextPacket) -> list[str]:
+        """The model's summary, cached per newest message; [] when the model fails."""
+        key = (conversation_id, newest)
+        with self._summaries_lock:
+            if key in self._summaries:
+                self._summaries.move_to_end(key)
+                return self._summaries[key]
+        assert self._summarizer is not None
+        try:
+            text = self._summarizer.ask(
+                "handoff_summary", product="our product", reasons=packet.reasons,
+                transcript=packet.transcript[-40:],
+            )
+        except LLMError as exc:
+            logger.warning("hand-off summary fell back to extractive: %s", exc)
+            self._store.append_event(
+                type="llm.failed", conversation_id=conversation_id,
+                payload={"prompt": "handoff_summary", "error": str(exc)},
+            )
+            return []
+        lines = [line.strip().lstrip("-*• ").strip() for line in text.splitlines()]
+        lines = [line[:300] for line in lines if line][:4]
+        with self._summaries_lock:
+            self._summaries[key] = lines
+            while len(self._summaries) > SUMMARY_CACHE:
+                self._summaries.popitem(last=False)
+        return lines
 
     def notes(self, conversation_id: str) -> list[dict[str, Any]]:
         """The conversation's internal notes, oldest first."""

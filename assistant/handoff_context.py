@@ -148,11 +148,13 @@ class ContextPacket:
     customer: dict[str, Any] | None
     health: dict[str, Any]
     previous_conversations: list[dict[str, Any]]
+    summary_source: str = "extractive"  # "llm" when the configured model wrote it
 
     def as_dict(self) -> dict[str, Any]:
         """A JSON-serialisable deep copy (datetimes are already ISO strings)."""
         return {
             "summary": list(self.summary),
+            "summary_source": self.summary_source,
             "transcript": copy.deepcopy(self.transcript),
             "trajectory": copy.deepcopy(self.trajectory),
             "reasons": list(self.reasons),

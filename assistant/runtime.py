@@ -22,6 +22,7 @@ from assistant.handoff import HandoffService
 from assistant.kb.components import KnowledgeBase, build_knowledge_base
 from assistant.kb.ingest import IngestReport
 from assistant.live import LiveFeed
+from assistant.llm import build_chat_model
 from assistant.policy import load_policy
 from assistant.storage.db import make_engine, migrate
 from assistant.storage.handoff_repo import HandoffStore
@@ -93,6 +94,7 @@ def build_runtime(
         handoffs=handoffs,
         policy=policy,
         max_message_chars=settings.max_message_chars,
+        summarizer=build_chat_model(settings),
     )
     conversations = ConversationService(
         store=store,

@@ -123,3 +123,41 @@ def test_eval_command_exit_codes_and_baseline(cli_env, suite_file: Path, tmp_pat
     bad = runner.invoke(app, ["eval", str(broken)])
     assert bad.exit_code == 2
     assert "broken.yaml:5: cases[0] (id x) expect.escalte" in " ".join(bad.output.split())
+
+
+def test_the_optional_llm_judge_is_reported_separately(settings, suite_file) -> None:
+    from fake_openai import fake_openai
+
+    from assistant.llm import build_chat_model
+
+    with fake_openai() as llm:
+        llm.replies = ['{"supported": false, "reason": "the 30 minutes are not in the passage"}']
+        model = build_chat_model(settings.model_copy(update={"llm_base_url": llm.url}))
+        suite = load_suite(suite_file)
+        with eval_runner(settings, embedder=HashingEmbedder(), workers=1, judge=model) as run:
+            report = run.run(suite)
+    judged = {r.case.id: r.faithfulness for r in report.results}
+    assert judged["reset"] == {"supported": False,
+                               "reason": "the 30 minutes are not in the passage"}
+    assert judged["person"] is None  # no cited answer to judge
+    assert report.metrics["faithfulness"] == 0.0
+    assert report.results[0].passed  # the judge never changes pass/fail
+    prompt = llm.requests[0]["messages"][1]["content"]
+    assert "<passage id=\"1\" article=\"account/reset-password.md\">" in prompt
+    assert "<answer>" in prompt and "Forgot password" in prompt
+
+
+@pytest.mark.parametrize(("text", "supported"), [
+    ('Sure: {"supported": true, "reason": "all stated"}', True),
+    ("No, the refund window is not mentioned.", False),
+    ("I cannot tell.", None),
+])
+def test_verdicts_are_read_leniently(text: str, supported) -> None:
+    from assistant.evaluation.runner import parse_verdict
+
+    assert parse_verdict(text)["supported"] is supported
+
+
+def test_the_judge_needs_a_configured_model(cli_env, suite_file: Path) -> None:
+    result = runner.invoke(app, ["eval", str(suite_file), "--judge"])
+    assert result.exit_code == 2 and "ASSISTANT_LLM_BASE_URL" in result.output

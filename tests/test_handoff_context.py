@@ -606,8 +606,8 @@ def test_as_dict_is_json_and_a_copy(chat: Chat, customer: CustomerRecord) -> Non
     data = packet.as_dict()
     assert json.loads(json.dumps(data)) == data
     assert set(data) == {
-        "summary", "transcript", "trajectory", "reasons", "evidence", "articles_tried",
-        "customer", "health", "previous_conversations"}
+        "summary", "summary_source", "transcript", "trajectory", "reasons", "evidence",
+        "articles_tried", "customer", "health", "previous_conversations"}
     data["transcript"].clear()
     data["health"]["customer_messages"] = 99
     assert len(packet.transcript) == 2
@@ -625,6 +625,7 @@ def test_empty_conversation() -> None:
     packet = build_context_packet(messages=[], handoff=None, customer=None)
     assert packet.as_dict() == {
         "summary": [],
+        "summary_source": "extractive",
         "transcript": [],
         "trajectory": [],
         "reasons": [],

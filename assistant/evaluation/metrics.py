@@ -63,6 +63,9 @@ class CaseResult:
     failures: tuple[str, ...]
     rank: int | None = None  # best rank of an expected article, when retrieval was checked
     invented_links: tuple[str, ...] = ()
+    # The optional LLM judge's verdict: {"supported": bool | None, "reason": str}; it is
+    # reported on its own and never changes whether the case passed.
+    faithfulness: dict[str, Any] | None = None
 
     @property
     def passed(self) -> bool:
@@ -170,6 +173,8 @@ def suite_metrics(results: Sequence[CaseResult], k: int) -> dict[str, Any]:
         f1 = round(2 * precision * recall / (precision + recall), 4) if precision + recall else 0.0
     answer_checked = [r for r in results if r.observed.answer is not None or _answer_checks(r)]
     latencies = [r.observed.latency_ms for r in results if not r.observed.error]
+    judged = [r for r in results
+              if r.faithfulness is not None and r.faithfulness.get("supported") is not None]
     return {
         "cases": len(results),
         "passed": sum(1 for r in results if r.passed),
@@ -189,6 +194,9 @@ def suite_metrics(results: Sequence[CaseResult], k: int) -> dict[str, Any]:
             sum(1 for r in answer_checked if not _answer_failures(r)), len(answer_checked)),
         "case_pass_rate": _rate(sum(1 for r in results if r.passed), len(results)),
         "k": k,
+        "faithfulness": _rate(
+            sum(1 for r in judged if r.faithfulness and r.faithfulness["supported"]),
+            len(judged)),
         "latency_p50_ms": round(statistics.median(latencies), 1) if latencies else None,
         "latency_p95_ms": round(_percentile(latencies, 95), 1) if latencies else None,
         "escalation_by_reason": escalation_by_reason(escalation),

@@ -92,6 +92,14 @@ def print_terminal(report: dict[str, Any], console: Console) -> None:
                 confusion.add_row(reason, str(row["expected"]), str(row["matched"]),
                                   str(row["missed"]), str(row["false_alarms"]))
             console.print(confusion)
+        if suite["metrics"].get("faithfulness") is not None:
+            judged = [c for c in suite["cases"] if c.get("faithfulness")]
+            console.print(f"{suite['name']}: faithfulness {suite['metrics']['faithfulness']:.2f} "
+                          f"(LLM judge, {len(judged)} answers; not part of pass/fail)")
+            for case in judged:
+                if case["faithfulness"]["supported"] is False:
+                    console.print(f"  unsupported: {case['key']}: "
+                                  f"{case['faithfulness']['reason']}", markup=False)
         for failure in suite["threshold_failures"]:
             console.print(f"[red]{suite['name']}: threshold missed: {failure}[/red]")
         for case in suite["cases"]:

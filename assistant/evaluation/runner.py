@@ -10,13 +10,14 @@ order, and the engine has no randomness, so the same inputs give the same report
 from __future__ import annotations
 
 import hashlib
+import json
 import random
 import tempfile
 import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +30,8 @@ from assistant.evaluation.metrics import CaseResult, Observed, judge, links_in, 
 from assistant.evaluation.suites import Case, Suite
 from assistant.identity import user_hash
 from assistant.kb.articles import iter_kb_files
+from assistant.kb.audience import Audience
+from assistant.llm import ChatModel, LLMError
 from assistant.runtime import Runtime, build_runtime
 
 REPORT_SCHEMA = "assistant-eval/1"
@@ -73,6 +76,7 @@ class SuiteReport:
                     "expected": r.case.expect.model_dump(exclude_defaults=True, mode="json"),
                     "got": r.observed.as_dict(),
                     "rank": r.rank,
+                    "faithfulness": r.faithfulness,
                 }
                 for r in self.results
             ],
@@ -101,9 +105,11 @@ class EvalRunner:
         embedder: Embedder | None = None,
         workers: int = 2,
         seed: int = 0,
+        judge: ChatModel | None = None,
     ) -> None:
         self._settings = settings
         self._embedder = embedder
+        self._judge = judge
         self._workers = max(1, workers)
         self._seed = seed
         self._runtimes: dict[Path, Runtime] = {}
@@ -129,7 +135,10 @@ class EvalRunner:
         known = self._known_links(kb)
 
         def one(case: Case) -> CaseResult:
-            result = judge(case, self._observe(runtime, case), k=suite.k, known_links=known)
+            observed = self._observe(runtime, case)
+            result = judge(case, observed, k=suite.k, known_links=known)
+            if self._judge is not None and observed.answer and observed.cited:
+                result = replace(result, faithfulness=self._faithful(runtime, case, observed))
             if progress is not None:
                 progress(result)
             return result
@@ -177,6 +186,20 @@ class EvalRunner:
             latency_ms=latency,
         )
 
+    def _faithful(self, runtime: Runtime, case: Case, observed: Observed) -> dict[str, Any]:
+        """Ask the judge model whether the answer is supported by the passages it cites."""
+        assert self._judge is not None
+        audience = Audience(verified=bool(case.plan), plan=case.plan)
+        found = runtime.kb.retriever.search(case.turns[-1], k=10, audience=audience)
+        passages = [{"article_id": p.chunk.article_id, "text": p.chunk.text}
+                    for p in found.passages if p.chunk.article_id in observed.cited]
+        try:
+            verdict = self._judge.ask("eval_judge", max_tokens=150, question=case.turns[-1],
+                                      passages=passages, answer=observed.answer or "")
+        except LLMError as exc:
+            return {"supported": None, "reason": str(exc)}
+        return parse_verdict(verdict)
+
     @staticmethod
     def _annotations(runtime: Runtime, conversation_id: str, message_id: int) -> dict[str, Any]:
         found = runtime.store.messages_by_ids([message_id]).get(message_id)
@@ -204,6 +227,24 @@ class EvalRunner:
                 links.update(links_in(path.read_text(encoding="utf-8", errors="replace")))
             self._links[kb] = links
         return self._links[kb]
+
+
+def parse_verdict(text: str) -> dict[str, Any]:
+    """The judge's ``{"supported": bool, "reason": str}``, read leniently."""
+    start, end = text.find("{"), text.rfind("}")
+    if start != -1 and end > start:
+        try:
+            data = json.loads(text[start : end + 1])
+            if isinstance(data, dict) and isinstance(data.get("supported"), bool):
+                return {"supported": data["supported"], "reason": str(data.get("reason", ""))}
+        except json.JSONDecodeError:
+            pass
+    head = text.strip().lower()
+    if head.startswith(("yes", "true", "supported")):
+        return {"supported": True, "reason": text.strip()[:300]}
+    if head.startswith(("no", "false", "unsupported", "not supported")):
+        return {"supported": False, "reason": text.strip()[:300]}
+    return {"supported": None, "reason": f"unreadable verdict: {text.strip()[:200]}"}
 
 
 def _label(notes: dict[str, Any], key: str) -> str | None:
