@@ -469,10 +469,11 @@ class EscalationPolicy:
 
 
 def _phrase_pattern(phrases: list[str]) -> re.Pattern[str]:
-    # Whole words, any whitespace between words: "data  breach" and "Data breach" match.
+    # Whole words, any whitespace between words, plurals too: "data  breach", "Data
+    # breaches" and "lawyers" match.
     parts = [r"\s+".join(re.escape(w) for w in p.split()) for p in phrases if p.strip()]
     ordered = sorted(parts, key=len, reverse=True)
-    return re.compile(r"\b(?:" + "|".join(ordered) + r")\b", re.IGNORECASE)
+    return re.compile(r"\b(?:" + "|".join(ordered) + r")(?:s|es)?\b", re.IGNORECASE)
 
 
 def _shorten(text: str, limit: int = 80) -> str:

@@ -67,3 +67,14 @@ def test_competitor_list_is_configuration() -> None:
 def test_long_input_is_safe(detector) -> None:
     text = "cancel " * 20000 + "my subscription"
     assert detector.detect(text)[0].kind == "cancellation"
+
+
+@pytest.mark.parametrize(("text", "kind", "words"), [
+    ("Tallyboard just isn't worth the money", "not_worth_it", "n't worth the money"),
+    ("Honestly it wasn’t worth it", "not_worth_it", "n’t worth it"),
+    ("We're moving our dashboards to Power BI", "competitor", "Power BI"),
+    ("Looker does this out of the box", "competitor", "Looker"),
+])
+def test_contractions_and_bi_competitors_are_caught(text: str, kind: str, words: str) -> None:
+    found = [(s.kind, s.text) for s in ChurnDetector().detect(text)]
+    assert (kind, words) in found

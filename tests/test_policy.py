@@ -163,3 +163,11 @@ def test_sla_minutes_per_priority(tmp_path, policy) -> None:
     assert custom.sla_minutes(4) == 2
     with pytest.raises(YamlFileError, match=r"policy.yaml:6: sla_minutes: .*priorities \[4\]"):
         load_policy(write(tmp_path, GOOD_RULE + "sla_minutes: {0: 1, 1: 1, 2: 1, 3: 1}\n"))
+
+
+def test_mentions_match_plurals_too() -> None:
+    from assistant.policy import TurnSignals, load_policy
+
+    policy = load_policy()
+    assert "legal_topic" in policy.decide(TurnSignals(text="Our lawyers have questions")).reasons
+    assert "legal_topic" not in policy.decide(TurnSignals(text="Our lawn is green")).reasons

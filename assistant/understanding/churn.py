@@ -41,7 +41,8 @@ _PATTERNS: dict[str, list[str]] = {
         r"\b(?:call|contact|tell)\s+(?:my|our)\s+(?:bank|credit\s+card\s+company)",
     ],
     "not_worth_it": [
-        r"\bnot\s+worth\s+(?:it|the\s+(?:money|price|cost))",
+        # "not worth", and contractions: "isn't worth", "wasn’t worth".
+        r"(?:\bnot|n['’]?t)\s+worth\s+(?:it|the\s+(?:money|price|cost))",
         r"\b(?:too|way\s+too|so)\s+expensive\b",
         r"\bwaste\s+of\s+(?:money|time)\b",
         r"\b(?:overpriced|rip\s*-?\s*off)\b",
@@ -62,6 +63,14 @@ _COMPETITOR_SWITCH = (
 )
 
 DEFAULT_COMPETITORS = (
+    # Dashboards and BI, what the demo product competes with ...
+    "Tableau",
+    "Looker",
+    "Power BI",
+    "Metabase",
+    "Sisense",
+    "Domo",
+    # ... and the work-management tools customers also move their reporting to.
     "Asana",
     "Trello",
     "Monday.com",
