@@ -19,6 +19,7 @@ from rich.table import Table
 
 from assistant.cli_agents import agents_app
 from assistant.cli_console import err, out
+from assistant.cli_doctor import doctor_command
 from assistant.cli_eval import eval_command
 from assistant.cli_understanding import intents_app, policy_app, sentiment_app
 from assistant.config import Settings, export_to_environment, get_settings
@@ -38,6 +39,7 @@ app.add_typer(sentiment_app, name="sentiment")
 app.add_typer(policy_app, name="policy")
 app.add_typer(agents_app, name="agents")
 app.command("eval")(eval_command)
+app.command("doctor")(doctor_command)
 
 KbOption = Annotated[
     Path | None, typer.Option("--kb", help="Knowledge-base directory (ASSISTANT_KB_DIR).")

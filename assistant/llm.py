@@ -101,6 +101,28 @@ class ChatModel:
         return text
 
 
+def ping(model: ChatModel) -> float:
+    """One tiny completion; the round trip in milliseconds.
+
+    Raises:
+        LLMError: The endpoint did not answer with text.
+    """
+    import openai
+
+    started = time.perf_counter()
+    try:
+        response = model._client.chat.completions.create(
+            model=model.model,
+            messages=[{"role": "user", "content": "Reply with the word OK."}],
+            max_tokens=5,
+        )
+    except openai.OpenAIError as exc:
+        raise LLMError(f"{type(exc).__name__}: {exc}") from exc
+    if not response.choices or not (response.choices[0].message.content or "").strip():
+        raise LLMError("the endpoint answered without text")
+    return (time.perf_counter() - started) * 1000
+
+
 def build_chat_model(settings: Settings) -> ChatModel | None:
     """The configured chat model, or ``None`` when none is configured (offline)."""
     if not settings.llm_base_url:

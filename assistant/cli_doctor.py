@@ -1,0 +1,115 @@
+"""``assistant doctor``: check every configured component and say what was found.
+
+It connects to what the settings name (database, Chroma server, embeddings, the chat
+model) without starting the server or ingesting, so it is the first thing to run after
+changing configuration.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable
+from typing import Annotated
+
+import typer
+from rich.table import Table
+
+from assistant.cli_console import out
+from assistant.config import Settings, get_settings
+from assistant.embeddings import build_embedder
+from assistant.kb.articles import iter_kb_files
+from assistant.llm import LLMError, build_chat_model, ping
+from assistant.storage.db import make_engine
+from assistant.storage.repos import Store
+
+Check = tuple[str, str]  # (status: ok | error | off, details)
+
+
+def _database(settings: Settings) -> Check:
+    url = settings.resolved_database_url
+    engine = make_engine(url)
+    try:
+        ok = Store(engine).integrity_ok()
+    finally:
+        engine.dispose()
+    where = url.split("@")[-1] if "@" in url else url  # never print a password
+    return ("ok", f"{engine.dialect.name} at {where}") if ok else (
+        "error", f"cannot use {engine.dialect.name} at {where}")
+
+
+def _chroma(settings: Settings) -> Check:
+    if not settings.chroma_url:
+        return "ok", f"embedded, stored in {settings.chroma_path}"
+    import chromadb
+    from chromadb.config import Settings as ChromaSettings
+
+    try:
+        host, _, port = settings.chroma_url.split("://")[-1].partition(":")
+        client = chromadb.HttpClient(host=host, port=int(port or 8000),
+                                     settings=ChromaSettings(anonymized_telemetry=False))
+        client.heartbeat()
+    except Exception as exc:  # any client or network failure is the finding
+        return "error", f"{settings.chroma_url}: {type(exc).__name__}: {exc}"
+    return "ok", f"server at {settings.chroma_url}"
+
+
+def _embeddings(settings: Settings) -> Check:
+    embedder = build_embedder(settings)
+    started = time.perf_counter()
+    vector = embedder.embed(["doctor"])
+    took = (time.perf_counter() - started) * 1000
+    return "ok", f"{embedder.model_id}, {len(vector[0])} dimensions, {took:.0f} ms for one text"
+
+
+def _llm(settings: Settings) -> Check:
+    model = build_chat_model(settings)
+    if model is None:
+        return "off", "no ASSISTANT_LLM_BASE_URL: answers are extractive, fully offline"
+    try:
+        took = ping(model)
+    except LLMError as exc:
+        return "error", f"{settings.llm_base_url} model {settings.llm_model}: {exc}"
+    return "ok", f"{settings.llm_base_url} model {settings.llm_model} answered in {took:.0f} ms"
+
+
+def _kb(settings: Settings) -> Check:
+    if not settings.kb_dir.is_dir():
+        return "error", f"{settings.kb_dir} is not a directory"
+    files = sum(1 for _ in iter_kb_files(settings.kb_dir))
+    return ("ok" if files else "error"), f"{files} article files in {settings.kb_dir}"
+
+
+CHECKS: dict[str, Callable[[Settings], Check]] = {
+    "database": _database,
+    "vectors": _chroma,
+    "embeddings": _embeddings,
+    "chat model": _llm,
+    "knowledge base": _kb,
+}
+
+
+def doctor_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON.")] = False,
+) -> None:
+    """Check the database, vectors, embeddings, chat model and KB the settings name;
+    exit 1 if any of them fails."""
+    settings = get_settings()
+    results: dict[str, dict[str, str]] = {}
+    for name, check in CHECKS.items():
+        try:
+            status, details = check(settings)
+        except Exception as exc:  # a broken component is a finding, not a crash
+            status, details = "error", f"{type(exc).__name__}: {exc}"
+        results[name] = {"status": status, "details": details}
+    if as_json:
+        typer.echo(json.dumps(results, indent=2))
+    else:
+        table = Table(title="assistant doctor")
+        for column in ("component", "status", "details"):
+            table.add_column(column, no_wrap=column != "details")
+        colour = {"ok": "green", "error": "red", "off": "yellow"}
+        for name, row in results.items():
+            table.add_row(name, f"[{colour[row['status']]}]{row['status']}[/]", row["details"])
+        out.print(table)
+    raise typer.Exit(1 if any(r["status"] == "error" for r in results.values()) else 0)
