@@ -27,7 +27,7 @@ from datetime import UTC, date, datetime
 from typing import Any
 
 from assistant.storage.records import CustomerRecord, HandoffRecord, MessageRecord
-from assistant.understanding.history import PriorTurn, repeated_question
+from assistant.understanding.history import PriorTurn, repeated_question, stem
 
 # Roles that are internal to the support team; filtered defensively everywhere.
 INTERNAL_ROLES = frozenset({"note"})
@@ -692,15 +692,8 @@ def _normalize(text: str) -> str:
 def _tokens(text: str) -> frozenset[str]:
     # Apostrophes dropped so "can't", "cant" and "cannot" are one word for near-duplicates.
     plain = _normalize(text).lower().replace("'", "").replace("cannot", "cant")
-    words = (_stem(w) for w in _WORD.findall(plain) if w not in _STOP)
+    words = (stem(w) for w in _WORD.findall(plain) if w not in _STOP)
     return frozenset(w for w in words if len(w) > 1)
-
-
-def _stem(word: str) -> str:
-    for suffix in ("ing", "ed", "es", "s"):
-        if word.endswith(suffix) and len(word) - len(suffix) >= 3:
-            return word[: -len(suffix)]
-    return word
 
 
 def _jaccard(a: frozenset[str], b: frozenset[str]) -> float:

@@ -81,11 +81,12 @@ def repeated_question(
 
 
 def _content_words(text: str) -> Counter[str]:
-    words = (_stem(w) for w in _WORD.findall(text.lower()))
+    words = (stem(w) for w in _WORD.findall(text.lower()))
     return Counter(w for w in words if w not in _STOP and len(w) > 1)
 
 
-def _stem(word: str) -> str:
+def stem(word: str) -> str:
+    """A crude English stem (-ing, -ed, -es, -s), enough to match repeated questions."""
     for suffix in ("ing", "ed", "es", "s"):
         if word.endswith(suffix) and len(word) - len(suffix) >= 3:
             return word[: -len(suffix)]
