@@ -302,15 +302,9 @@ class ConversationService:
             raise InvalidInput(f"comment is longer than {MAX_CSAT_COMMENT_CHARS} characters")
         if conversation.status in HUMAN_OWNED:
             raise InvalidInput("rate the conversation once the person has resolved it")
-        if self._store.events_after(
-            after=0, types=["csat.submitted"], conversation_id=conversation.id, limit=1
-        ):
+        if self.rated(conversation):
             raise Conflict("this conversation was rated already")
-        person = bool(
-            self._store.events_after(
-                after=0, types=["handoff.claimed"], conversation_id=conversation.id, limit=1
-            )
-        )
+        person = self._store.has_event(conversation.id, "handoff.claimed")
         rating = {"score": score, "comment": comment, "handled_by": "person" if person else "bot"}
         self._store.append_event(
             type="csat.submitted",
@@ -319,6 +313,10 @@ class ConversationService:
             payload=rating,
         )
         return rating
+
+    def rated(self, conversation: ConversationRecord) -> bool:
+        """Whether the customer rated the conversation already."""
+        return self._store.has_event(conversation.id, "csat.submitted")
 
     def messages(
         self, conversation: ConversationRecord, *, after: int | None

@@ -56,6 +56,7 @@ class Availability:
     agents_online: int
     expected_wait_minutes: int | None
     notice: str
+    email_left: bool = False  # the customer already left an address for follow-up
 
     @property
     def staffed(self) -> bool:
@@ -69,7 +70,7 @@ class Availability:
             "agents_online": self.agents_online,
             "expected_wait_minutes": self.expected_wait_minutes,
             "notice": self.notice,
-            "can_leave_email": not self.staffed,
+            "can_leave_email": not self.staffed and not self.email_left,
         }
 
 
@@ -208,6 +209,21 @@ class HandoffService:
     def open_handoff(self, conversation_id: str) -> HandoffRecord | None:
         """The conversation's queued or assigned hand-off."""
         return self._handoffs.open_for_conversation(conversation_id)
+
+    def open_with_availability(
+        self, conversation_id: str
+    ) -> tuple[HandoffRecord, Availability] | None:
+        """The open hand-off and who can come when, as the customer should see it now:
+        once an email was left for follow-up, the widget no longer asks for one."""
+        handoff = self._handoffs.open_for_conversation(conversation_id)
+        if handoff is None:
+            return None
+        available = self.availability(handoff.team, handoff.priority)
+        if not available.staffed and self._store.has_event(
+            conversation_id, "handoff.followup_requested"
+        ):
+            available = replace(available, email_left=True)
+        return handoff, available
 
     def returned_reasons(self, conversation_id: str) -> frozenset[str]:
         """Reasons of the hand-off last handed back to the bot (for the loop guard)."""

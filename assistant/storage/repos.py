@@ -750,6 +750,14 @@ class Store:
             )
             return int(found or 0)
 
+    def has_event(self, conversation_id: str, type: str) -> bool:
+        """Whether the conversation's log holds an event of this type."""
+        query = select(Event.id).where(
+            Event.conversation_id == conversation_id, Event.type == type
+        ).limit(1)
+        with self._read() as session:
+            return session.scalar(query) is not None
+
     def count_events(self, type: str) -> int:
         """How many events of this type the log holds."""
         with self._read() as session:

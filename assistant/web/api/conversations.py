@@ -236,17 +236,12 @@ def rate(
 
 
 @router.get("/{conversation_id}", response_model=ConversationState, responses=_ERRORS)
-def conversation_state(conversation: ConversationDep, runtime: RuntimeDep) -> ConversationState:
+def conversation_state(
+    conversation: ConversationDep, conversations: ConversationsDep, runtime: RuntimeDep
+) -> ConversationState:
     """The conversation's status, its open hand-off (with the expected wait, or whether an
     email can be left), and whether it was rated: what a widget needs after a reload."""
-    handoff = runtime.handoff.open_handoff(conversation.id)
-    availability = (
-        runtime.handoff.availability(handoff.team, handoff.priority).as_dict() if handoff else {}
-    )
-    if availability.get("can_leave_email") and runtime.store.events_after(
-        after=0, types=["handoff.followup_requested"], conversation_id=conversation.id, limit=1
-    ):
-        availability["can_leave_email"] = False  # they left one already
+    found = runtime.handoff.open_with_availability(conversation.id)
     customer = (
         runtime.store.get_customer(conversation.customer_id) if conversation.customer_id else None
     )
@@ -254,8 +249,6 @@ def conversation_state(conversation: ConversationDep, runtime: RuntimeDep) -> Co
         id=conversation.id,
         status=conversation.status,
         verified=bool(customer and customer.verified),
-        handoff=HandoffPublic.of(handoff, availability) if handoff is not None else None,
-        rated=bool(runtime.store.events_after(
-            after=0, types=["csat.submitted"], conversation_id=conversation.id, limit=1
-        )),
+        handoff=HandoffPublic.of(found[0], found[1].as_dict()) if found else None,
+        rated=conversations.rated(conversation),
     )
