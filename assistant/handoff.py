@@ -236,6 +236,16 @@ class HandoffService:
         """Queued hand-offs, most urgent first, then longest waiting."""
         return self._handoffs.queue(team, limit)
 
+    def waiting(
+        self, team: str | None = None, limit: int = 50
+    ) -> list[tuple[HandoffRecord, ContextPacket | None]]:
+        """Queued hand-offs in order, each with its conversation's context packet."""
+        found = []
+        for handoff in self.queue(team, limit):
+            conversation = self._store.get_conversation(handoff.conversation_id)
+            found.append((handoff, self.context(conversation) if conversation else None))
+        return found
+
     def get(self, handoff_id: str) -> HandoffRecord:
         """A hand-off by id.
 

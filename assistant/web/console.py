@@ -501,14 +501,10 @@ def handoff_state(
 def _queue_items(runtime: Runtime) -> list[dict[str, Any]]:
     """The queue as the page first shows it (``console.js`` then re-renders it live)."""
     now = datetime.now(UTC)
-    items = []
-    for handoff in runtime.handoff.queue():
-        conversation = runtime.store.get_conversation(handoff.conversation_id)
-        summary: list[str] = []
-        if conversation is not None:
-            summary = runtime.handoff.context(conversation).summary
-        items.append({"handoff": HandoffStaff.of(handoff, now), "summary": summary})
-    return items
+    return [
+        {"handoff": HandoffStaff.of(handoff, now), "summary": packet.summary if packet else []}
+        for handoff, packet in runtime.handoff.waiting()
+    ]
 
 
 def _end_previous_session(runtime: Runtime, previous: str, agent: AgentRecord) -> None:

@@ -50,12 +50,10 @@ def _now() -> datetime:
 def _queue(runtime: Runtime, team: str | None, *, with_context: bool) -> list[QueueItem]:
     now = _now()
     items = []
-    for handoff in runtime.handoff.queue(team):
+    for handoff, packet in runtime.handoff.waiting(team):
         context: dict[str, Any] = {}
-        conversation = runtime.store.get_conversation(handoff.conversation_id)
-        if conversation is not None:
-            packet = runtime.handoff.context(conversation).as_dict()
-            context = packet if with_context else {"summary": packet.get("summary", [])}
+        if packet is not None:
+            context = packet.as_dict() if with_context else {"summary": packet.summary}
         items.append(QueueItem(handoff=HandoffStaff.of(handoff, now), context=context))
     return items
 
