@@ -9,26 +9,16 @@ from __future__ import annotations
 import json
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from chromium import BROWSER_MARKS, WatchedPage, open_page, sync_api
 from conftest import auth, make_agent
 
-CHROMIUM = Path("/usr/bin/chromium")
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="the playwright package is not installed (pip install -e .[dev])"
-)
-
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}"),
-]
+pytestmark = BROWSER_MARKS
 
 XSS = "<img src=x onerror=alert(1)><script>alert(2)</script>"
-TIMEOUT_MS = 10_000
 
 
 class CustomerStream(threading.Thread):
@@ -67,13 +57,8 @@ class CustomerStream(threading.Thread):
             self.opened.set()
 
 
-@dataclass
-class Browser:
-    """A Chromium page, and what went wrong in it."""
-
-    page: Any
-    problems: list[str] = field(default_factory=list)  # console errors, CSP violations
-    dialogs: list[str] = field(default_factory=list)  # alert() and co: script that ran
+class Browser(WatchedPage):
+    """A Chromium page that can sign an agent in to the console."""
 
     def sign_in(self, base_url: str, agent: Any) -> None:
         page = self.page
@@ -86,26 +71,8 @@ class Browser:
 
 @pytest.fixture
 def console_browser() -> Iterator[Browser]:
-    sync_api.expect.set_options(timeout=TIMEOUT_MS)
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            page = chromium.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            watched = Browser(page)
-            page.on("console", lambda m: watched.problems.append(f"{m.type}: {m.text}")
-                    if m.type in {"error", "warning"} else None)
-            page.on("pageerror", lambda exc: watched.problems.append(f"pageerror: {exc}"))
-
-            def on_dialog(dialog: Any) -> None:
-                watched.dialogs.append(dialog.message)
-                dialog.dismiss()
-
-            page.on("dialog", on_dialog)
-            yield watched
-        finally:
-            # Closed before the server stops, so no stream is left open on it.
-            chromium.close()
+    with open_page(Browser) as browser:
+        yield browser
 
 
 def test_an_agent_claims_a_live_handoff_and_the_reply_reaches_the_customer(
@@ -197,7 +164,7 @@ def test_an_agent_claims_a_live_handoff_and_the_reply_reaches_the_customer(
         expect(page.get_by_role("button", name="Return to bot")).to_be_hidden()
 
     assert browser.dialogs == [], f"customer text ran as script: {browser.dialogs}"
-    assert browser.problems == [], browser.problems
+    assert browser.problems() == [], browser.problems()
 
 
 def test_a_claim_lost_to_another_agent_is_announced_and_the_queue_works_by_keyboard(
@@ -233,4 +200,4 @@ def test_a_claim_lost_to_another_agent_is_announced_and_the_queue_works_by_keybo
     assert browser.dialogs == []
     # Chromium logs every failed fetch; the 409 was the point, anything else is not.
     expected = "Failed to load resource: the server responded with a status of 409"
-    assert [p for p in browser.problems if expected not in p] == [], browser.problems
+    assert browser.problems(expected) == [], browser.problems()

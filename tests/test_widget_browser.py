@@ -19,29 +19,19 @@ import json
 import re
 import threading
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from chromium import BROWSER_MARKS, WatchedPage, open_page, sync_api
 from conftest import auth, make_agent
 from pydantic import SecretStr
 
 from assistant.identity import user_hash
 
-CHROMIUM = Path("/usr/bin/chromium")
-sync_api = pytest.importorskip(
-    "playwright.sync_api", reason="the playwright package is not installed (pip install -e .[dev])"
-)
+pytestmark = BROWSER_MARKS
 
-pytestmark = [
-    pytest.mark.browser,
-    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}"),
-]
-
-TIMEOUT_MS = 10_000
 SECRET = "widget-test-secret"
 FRAME = 'iframe[title="Support chat"]'
 XSS_HTML = "<img src=x onerror=alert(1)>"
@@ -124,21 +114,8 @@ def host(runtime) -> Iterator[HostSite]:
     site.server_close()
 
 
-@dataclass
-class Browser:
-    """A Chromium page, what its frames logged, and any script that ran from data."""
-
-    page: Any
-    console: list[str] = field(default_factory=list)  # every frame's console
-    dialogs: list[str] = field(default_factory=list)  # alert() and co: script that ran
-
-    def problems(self, *allowed: str) -> list[str]:
-        """Errors and warnings (CSP violations among them), minus the allowed ones."""
-        return [
-            line for line in self.console
-            if line.split(":", 1)[0] in {"error", "warning", "pageerror"}
-            and not any(a in line for a in allowed)
-        ]
+class Browser(WatchedPage):
+    """A Chromium page with the widget's frame at hand."""
 
     def frame(self) -> Any:
         """The widget's frame (to read what the browser stored, as a developer would)."""
@@ -147,27 +124,9 @@ class Browser:
 
 @pytest.fixture
 def browser() -> Iterator[Browser]:
-    sync_api.expect.set_options(timeout=TIMEOUT_MS)
-    with sync_api.sync_playwright() as playwright:
-        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
-        try:
-            context = chromium.new_context(viewport={"width": 1200, "height": 800})
-            context.add_init_script(OPEN_SHADOW_ROOTS)
-            page = context.new_page()
-            page.set_default_timeout(TIMEOUT_MS)
-            watched = Browser(page)
-            page.on("console", lambda m: watched.console.append(f"{m.type}: {m.text}"))
-            page.on("pageerror", lambda exc: watched.console.append(f"pageerror: {exc}"))
-
-            def on_dialog(dialog: Any) -> None:
-                watched.dialogs.append(dialog.message)
-                dialog.dismiss()
-
-            page.on("dialog", on_dialog)
-            yield watched
-        finally:
-            # Closed before the server stops, so no stream is left open on it.
-            chromium.close()
+    with open_page(Browser, viewport={"width": 1200, "height": 800},
+                   init_script=OPEN_SHADOW_ROOTS) as browser:
+        yield browser
 
 
 def snippet(base: str, **attributes: str) -> str:

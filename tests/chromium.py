@@ -1,0 +1,76 @@
+"""Real Chromium for the browser tests: Debian's ``/usr/bin/chromium`` driven by Playwright
+(never a downloaded browser), with a page that records its console and dialogs.
+
+Importing this module skips the importing test module when Playwright is not installed;
+``BROWSER_MARKS`` skips it when Chromium is missing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import pytest
+
+CHROMIUM = Path("/usr/bin/chromium")
+TIMEOUT_MS = 10_000
+sync_api = pytest.importorskip(
+    "playwright.sync_api", reason="the playwright package is not installed (pip install -e .[dev])"
+)
+BROWSER_MARKS = [
+    pytest.mark.browser,
+    pytest.mark.skipif(not CHROMIUM.exists(), reason=f"no Chromium at {CHROMIUM}"),
+]
+
+
+@dataclass
+class WatchedPage:
+    """A Chromium page, what it logged, and any dialog (script that ran from data)."""
+
+    page: Any
+    console: list[str] = field(default_factory=list)  # every frame's console and page errors
+    dialogs: list[str] = field(default_factory=list)  # alert() and co
+
+    def problems(self, *allowed: str) -> list[str]:
+        """Errors and warnings (CSP violations among them), minus the allowed ones."""
+        return [
+            line for line in self.console
+            if line.split(":", 1)[0] in {"error", "warning", "pageerror"}
+            and not any(a in line for a in allowed)
+        ]
+
+
+Watched = TypeVar("Watched", bound=WatchedPage)
+
+
+@contextmanager
+def open_page(
+    kind: type[Watched], *, viewport: dict[str, int] | None = None, init_script: str | None = None
+) -> Iterator[Watched]:
+    """A fresh Chromium with one watched page of type ``kind``; closed afterwards."""
+    sync_api.expect.set_options(timeout=TIMEOUT_MS)
+    with sync_api.sync_playwright() as playwright:
+        chromium = playwright.chromium.launch(executable_path=str(CHROMIUM), headless=True)
+        try:
+            context = chromium.new_context(viewport=viewport) if viewport else \
+                chromium.new_context()
+            if init_script:
+                context.add_init_script(init_script)
+            page = context.new_page()
+            page.set_default_timeout(TIMEOUT_MS)
+            watched = kind(page)
+            page.on("console", lambda m: watched.console.append(f"{m.type}: {m.text}"))
+            page.on("pageerror", lambda exc: watched.console.append(f"pageerror: {exc}"))
+
+            def on_dialog(dialog: Any) -> None:
+                watched.dialogs.append(dialog.message)
+                dialog.dismiss()
+
+            page.on("dialog", on_dialog)
+            yield watched
+        finally:
+            # Closed before the server stops, so no stream is left open on it.
+            chromium.close()
