@@ -19,6 +19,7 @@ from assistant.cli_console import out
 from assistant.config import Settings, get_settings
 from assistant.embeddings import build_embedder
 from assistant.kb.articles import iter_kb_files
+from assistant.kb.vectors import make_chroma_client
 from assistant.llm import LLMError, build_chat_model, ping
 from assistant.storage.db import make_engine
 from assistant.storage.repos import Store
@@ -41,14 +42,8 @@ def _database(settings: Settings) -> Check:
 def _chroma(settings: Settings) -> Check:
     if not settings.chroma_url:
         return "ok", f"embedded, stored in {settings.chroma_path}"
-    import chromadb
-    from chromadb.config import Settings as ChromaSettings
-
     try:
-        host, _, port = settings.chroma_url.split("://")[-1].partition(":")
-        client = chromadb.HttpClient(host=host, port=int(port or 8000),
-                                     settings=ChromaSettings(anonymized_telemetry=False))
-        client.heartbeat()
+        make_chroma_client(settings).heartbeat()
     except Exception as exc:  # any client or network failure is the finding
         return "error", f"{settings.chroma_url}: {type(exc).__name__}: {exc}"
     return "ok", f"server at {settings.chroma_url}"

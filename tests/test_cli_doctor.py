@@ -64,3 +64,12 @@ def test_a_database_password_is_never_printed(env) -> None:
     result = runner.invoke(app, ["doctor"])
     assert result.exit_code == 1
     assert "s3cret" not in result.output and "127.0.0.1:1/nowhere" in result.output
+
+
+@pytest.mark.model
+def test_an_unreachable_chroma_server_is_named(env) -> None:
+    env.setenv("ASSISTANT_CHROMA_URL", "http://127.0.0.1:1")
+    get_settings.cache_clear()
+    code, found = doctor()
+    assert code == 1 and found["vectors"]["status"] == "error"
+    assert found["vectors"]["details"].startswith("http://127.0.0.1:1: ")
