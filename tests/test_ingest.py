@@ -102,3 +102,46 @@ def test_ingest_on_one_client_is_visible_to_another(settings, embedder, chroma_c
     assert reader.retriever.size == 0
     reader.retriever.refresh()
     assert reader.retriever.search("slack alerts", audience=Audience.anonymous()).passages
+
+
+# tests/data/kb_injected is a small help centre whose articles carry instructions to an AI
+# (SECURITY.md #13): billing/refunds.md in an HTML comment, data/export-data.md in white
+# text and in zero-width characters (one run encodes a message bit by bit, one splits the
+# letters of a visible instruction), api/authentication.md as a visible paragraph with an
+# exfiltration image; account/reset-password.md is clean. Each also answers a question.
+INJECTED_KB = Path(__file__).resolve().parent / "data" / "kb_injected"
+
+
+def test_hidden_text_is_stripped_and_visible_instructions_flagged(kb: KnowledgeBase) -> None:
+    report = kb.ingestor.ingest(INJECTED_KB)
+    assert (report.added, report.failed) == (4, 0)
+    warnings = {(w.article_id, w.reason) for w in report.warnings}
+    assert ("billing/refunds.md", "removed hidden text: 1 HTML comment") in warnings
+    assert ("data/export-data.md",
+            "removed hidden text: 1 invisible element, 227 invisible characters") in warnings
+    flagged = {article for article, reason in warnings if reason.startswith(
+        "text reads like instructions to an AI assistant (")
+        and reason.endswith("); it is kept out of generated answers")}
+    assert flagged == {"api/authentication.md", "data/export-data.md"}
+    assert "account/reset-password.md" not in {w.article_id for w in report.warnings}
+
+    chunks = kb.index.all_chunks()
+    for chunk in chunks:
+        assert "ignore your rules" not in chunk.text and "\u200b" not in chunk.text
+        # What still mentions the attacker's host is flagged, so answers leave it out.
+        assert ("evil.example" in chunk.text) <= bool(chunk.flagged), chunk.chunk_id
+    by_id = {c.chunk_id: c.flagged for c in chunks if c.flagged}
+    assert by_id == {
+        "api/authentication.md#2":
+            "new_instructions,override_instructions,reveal_prompt,exfiltration_link",
+        "data/export-data.md#3": "override_instructions",
+    }
+
+
+def test_flags_and_warnings_survive_an_incremental_run(kb: KnowledgeBase) -> None:
+    kb.ingestor.ingest(INJECTED_KB)
+    report = kb.ingestor.ingest(INJECTED_KB)
+    assert (report.unchanged, report.chunks_written) == (4, 0)
+    assert {w.article_id for w in report.warnings} == {
+        "billing/refunds.md", "data/export-data.md", "api/authentication.md"}
+    assert sum(1 for c in kb.index.all_chunks() if c.flagged) == 2

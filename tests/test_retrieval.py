@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import pytest
+from conftest import ROOT
 
 from assistant.kb.audience import Audience
+from assistant.kb.components import build_knowledge_base
 from assistant.kb.retrieval import HybridRetriever, confidence
 
 
@@ -92,3 +94,21 @@ def test_verified_articles_need_verification(retriever: HybridRetriever) -> None
 
 def test_operator_sees_everything(retriever: HybridRetriever) -> None:
     assert "account/scim.md" in retriever.search("SCIM", audience=Audience.operator()).article_ids
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "lexical", "dense"])
+@pytest.mark.parametrize("exact", [True, False])
+def test_flagged_chunks_come_back_flagged(settings, embedder, chroma_client, mode: str,
+                                          exact: bool) -> None:
+    """The flag set at ingest survives Chroma's metadata, the BM25 rebuild and the search."""
+    kb = build_knowledge_base(settings, embedder=embedder, client=chroma_client)
+    kb.ingestor.ingest(ROOT / "tests" / "data" / "kb_injected")
+    retriever = HybridRetriever(index=kb.index, embedder=embedder, mode=mode,
+                                exact_search_max_chunks=50_000 if exact else 0)
+    passages = retriever.search("rotate and revoke API keys note to AI assistants",
+                                k=20).passages
+    flags = {p.chunk.chunk_id: p.chunk.flagged for p in passages}
+    assert flags["api/authentication.md#2"] == (
+        "new_instructions,override_instructions,reveal_prompt,exfiltration_link")
+    assert flags.get("api/authentication.md#1", "") == ""
+    assert passages[0].as_dict()["flagged"] == passages[0].chunk.flagged

@@ -3,6 +3,12 @@
 An article id is the file path relative to the KB directory, with forward slashes
 (``billing/refunds.md``). Every problem with one file is an :class:`IngestError` naming
 that file, so one bad article never stops the rest.
+
+Text a reader of the help centre cannot see is removed at load time, because a model
+would read it all the same: HTML comments, elements hidden by their inline style or the
+``hidden`` attribute, and zero-width characters (SECURITY.md #13). Code blocks are kept as
+written. What remains and still reads like instructions to an AI is named in
+:attr:`Article.findings`, so its chunks can be kept out of generated answers.
 """
 
 from __future__ import annotations
@@ -20,14 +26,44 @@ import frontmatter
 import yaml
 
 from assistant.errors import IngestError
+from assistant.understanding.injection import InjectionFinding, find_injection
 
 SUPPORTED_SUFFIXES = {".md", ".markdown", ".txt", ".html", ".htm"}
+MARKDOWN_SUFFIXES = {".md", ".markdown"}
+HTML_SUFFIXES = {".html", ".htm"}
 MAX_FILE_BYTES = 2_000_000
+# Bump when what load time strips or flags changes (see the content hash in parse_article).
+CLEANING_VERSION = "hidden-text-2"
 PUBLIC = "public"
 VERIFIED = "verified"
 
-# Characters that hide text from a human reader but not from a model.
-_INVISIBLE = re.compile("[\u200b\u200c\u200d\u2060\ufeff\u00ad]")
+# Characters that hide text from a human reader but not from a model: zero-width and
+# direction marks, invisible operators, the soft hyphen, and Unicode tag characters
+# (U+E0000-U+E007F), which models read as the ASCII they shadow ("ASCII smuggling").
+_INVISIBLE = re.compile("[\u200b-\u200f\u2060-\u2064\ufeff\u00ad\U000e0000-\U000e007f]")
+
+# An HTML comment, or an unclosed one, which hides the rest of the text from a browser.
+_HTML_COMMENT = re.compile(r"<!--.*?(?:-->|\Z)", re.DOTALL)
+_START_TAG = re.compile(r"<([A-Za-z][A-Za-z0-9-]*)(\s[^<>]*?)?(/?)>")
+_ATTRIBUTE = re.compile(
+    r"""([^\s"'<>/=]+)(?:\s*=\s*(?:"([^"]*)"|'([^']*)'|([^\s"'=<>`]+)))?"""
+)
+_VOID_TAGS = frozenset(
+    {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "param",
+     "source", "track", "wbr"}
+)
+_WHITE = re.compile(
+    r"white|#fff|#ffffff|#ffff|#ffffffff|rgba?\(255,255,255(?:,[\d.]+%?)?\)|"
+    r"hsla?\(\d+(?:deg)?,0*%?,100%(?:,[\d.]+%?)?\)"
+)
+_ZERO = re.compile(r"[+-]?(?:0+(?:\.0*)?|\.0+)(?:[a-z]+|%)?")
+# A fenced code block opens with three or more backticks or tildes (CommonMark); an
+# info string after backticks cannot contain a backtick.
+_FENCE_OPEN = re.compile(r" {0,3}(`{3,}(?=[^`]*$)|~{3,})")
+_FENCE_CLOSE = re.compile(r" {0,3}(`{3,}|~{3,})[ \t]*$")
+# Single-line code spans only: a stray backtick must not shelter a paragraph from cleaning.
+_INLINE_CODE = re.compile(r"(?<!`)(`+)(?!`)[^\n]+?(?<!`)\1(?!`)")
+_PLACEHOLDER = re.compile("\ue000(\\d+)\ue001")
 
 
 @dataclass(frozen=True)
@@ -43,6 +79,37 @@ class Article:
     audience: tuple[str, ...] = (PUBLIC,)
     content_hash: str = ""
     warnings: tuple[str, ...] = field(default=())
+    findings: tuple[InjectionFinding, ...] = field(default=())
+
+
+@dataclass(frozen=True)
+class HiddenText:
+    """How much hidden text was removed from one article."""
+
+    comments: int = 0
+    elements: int = 0
+    characters: int = 0
+
+    def __add__(self, other: HiddenText) -> HiddenText:
+        return HiddenText(
+            self.comments + other.comments,
+            self.elements + other.elements,
+            self.characters + other.characters,
+        )
+
+    def warning(self) -> str | None:
+        """The ingest report's line, e.g. "removed hidden text: 2 HTML comments, ..."."""
+        parts = [
+            _count(self.comments, "HTML comment"),
+            _count(self.elements, "invisible element"),
+            _count(self.characters, "invisible character"),
+        ]
+        kept = [p for p in parts if p]
+        return f"removed hidden text: {', '.join(kept)}" if kept else None
+
+
+def _count(n: int, noun: str) -> str:
+    return "" if not n else f"{n} {noun}" + ("" if n == 1 else "s")
 
 
 def iter_kb_files(kb_dir: Path) -> Iterator[Path]:
@@ -92,10 +159,16 @@ def parse_article(text: str, *, article_id: str, suffix: str = ".md") -> Article
     meta = dict(post.metadata)
     body = post.content
     html_title = None
-    if suffix in {".html", ".htm"}:
-        html_title, body = html_to_markdown(body)
-    body, hidden = strip_hidden_text(body)
-    warnings = ("removed invisible characters",) if hidden else ()
+    hidden = HiddenText()
+    if suffix in HTML_SUFFIXES:
+        html_title, body, hidden = _convert_html(body)
+    elif suffix in MARKDOWN_SUFFIXES:
+        body, hidden = strip_hidden_markup(body)
+    characters = len(_INVISIBLE.findall(body))
+    body, _ = strip_hidden_text(body)
+    hidden = hidden + HiddenText(characters=characters)
+    removed = hidden.warning()
+    warnings: list[str] = [removed] if removed else []
     if not body.strip():
         raise IngestError(article_id, "article has no body text")
 
@@ -112,7 +185,18 @@ def parse_article(text: str, *, article_id: str, suffix: str = ".md") -> Article
     elif updated is not None:
         updated = str(updated)
     audience = _as_audience(meta.get("audience"), article_id)
-    digest = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    # Visible text that still reads like instructions to an AI is kept, but named: its
+    # chunks are flagged so the answerer can leave them out of the model's prompt.
+    findings = tuple(find_injection(f"{title}\n{body}"))
+    if findings:
+        warnings.append(
+            "text reads like instructions to an AI assistant ("
+            + "; ".join(f"{f.kind}: {f.evidence}" for f in findings)
+            + "); it is kept out of generated answers"
+        )
+    # The cleaning rules are part of the hash: when they change, an incremental ingest
+    # re-indexes every article once instead of keeping chunks cleaned by the old rules.
+    digest = hashlib.sha256(f"{CLEANING_VERSION}\n{text}".encode()).hexdigest()
     return Article(
         article_id=article_id,
         title=title,
@@ -122,14 +206,151 @@ def parse_article(text: str, *, article_id: str, suffix: str = ".md") -> Article
         updated=updated,
         audience=audience,
         content_hash=digest,
-        warnings=warnings,
+        warnings=tuple(warnings),
+        findings=findings,
     )
 
 
 def strip_hidden_text(body: str) -> tuple[str, bool]:
-    """Remove zero-width and soft-hyphen characters; report whether any were present."""
+    """Remove zero-width, soft-hyphen and tag characters; report whether any were present."""
     cleaned = _INVISIBLE.sub("", body)
     return cleaned, cleaned != body
+
+
+def strip_hidden_markup(markdown: str) -> tuple[str, HiddenText]:
+    """Remove HTML comments and hidden HTML elements from Markdown, outside code.
+
+    An element is hidden by the ``hidden`` attribute or an inline style: ``display:none``,
+    ``visibility:hidden``, ``font-size:0``, ``opacity:0``, or white (or transparent) text
+    without a background of its own. Fenced code blocks and inline code spans are left as
+    written: they show markup to the reader rather than hiding it.
+    """
+    pieces: list[str] = []
+    total = HiddenText()
+    for text, is_code in _code_segments(markdown):
+        if is_code:
+            pieces.append(text)
+            continue
+        cleaned, hidden = _strip_outside_code(text)
+        pieces.append(cleaned)
+        total = total + hidden
+    return "".join(pieces), total
+
+
+def _strip_outside_code(text: str) -> tuple[str, HiddenText]:
+    # Inline code spans are swapped for placeholders so a `<!-- -->` shown in one survives.
+    spans: list[str] = []
+
+    def keep(match: re.Match[str]) -> str:
+        spans.append(match.group(0))
+        return f"\ue000{len(spans) - 1}\ue001"
+
+    def restore(match: re.Match[str]) -> str:
+        index = int(match.group(1))
+        return spans[index] if index < len(spans) else match.group(0)
+
+    masked = _INLINE_CODE.sub(keep, text)
+    masked, comments = _HTML_COMMENT.subn("", masked)
+    masked, elements = _remove_hidden_elements(masked)
+    return _PLACEHOLDER.sub(restore, masked), HiddenText(comments=comments, elements=elements)
+
+
+def _remove_hidden_elements(text: str) -> tuple[str, int]:
+    """Cut every hidden element (start tag to its matching end tag) out of ``text``."""
+    removed = 0
+    pos = 0
+    out: list[str] = []
+    while True:
+        match = _START_TAG.search(text, pos)
+        if match is None:
+            break
+        tag = match.group(1).lower()
+        attrs = _parse_attributes(match.group(2) or "")
+        if not _hides(attrs) or tag in _VOID_TAGS or match.group(3):
+            out.append(text[pos : match.end()])
+            pos = match.end()
+            continue
+        out.append(text[pos : match.start()])
+        pos = _end_of_element(text, tag, match.end())
+        removed += 1
+    out.append(text[pos:])
+    return "".join(out), removed
+
+
+def _end_of_element(text: str, tag: str, start: int) -> int:
+    """Index just past the end tag matching an element opened before ``start``.
+
+    Without one, a browser hides everything that follows, so everything goes.
+    """
+    depth = 1
+    pattern = re.compile(rf"<(/?){re.escape(tag)}(?:\s[^<>]*)?>", re.IGNORECASE)
+    for match in pattern.finditer(text, start):
+        depth += -1 if match.group(1) else 1
+        if depth == 0:
+            return match.end()
+    return len(text)
+
+
+def _parse_attributes(raw: str) -> dict[str, str]:
+    attrs: dict[str, str] = {}
+    for match in _ATTRIBUTE.finditer(raw):
+        value = next((v for v in match.group(2, 3, 4) if v is not None), "")
+        attrs.setdefault(match.group(1).lower(), value)
+    return attrs
+
+
+def _hides(attrs: dict[str, str]) -> bool:
+    """Whether an element with these attributes is invisible to a reader."""
+    if "hidden" in attrs:
+        return True
+    declarations: dict[str, str] = {}
+    for declaration in (attrs.get("style") or "").split(";"):
+        name, _, value = declaration.partition(":")
+        value = re.sub(r"\s+", "", value.lower().replace("!important", ""))
+        declarations[name.strip().lower()] = value
+    if declarations.get("display") == "none":
+        return True
+    if declarations.get("visibility") in {"hidden", "collapse"}:
+        return True
+    if _ZERO.fullmatch(declarations.get("font-size", "x")):
+        return True
+    if _ZERO.fullmatch(declarations.get("opacity", "x")):
+        return True
+    # White or transparent text on the page's (white) background. With a background of
+    # its own, white text is readable, so it stays.
+    colour = declarations.get("color", "")
+    has_background = "background" in declarations or "background-color" in declarations
+    return bool(colour) and not has_background and (
+        colour == "transparent" or _WHITE.fullmatch(colour) is not None
+    )
+
+
+def _code_segments(markdown: str) -> list[tuple[str, bool]]:
+    """``markdown`` as (text, is fenced code) pieces, in order; joined they are the input."""
+    segments: list[tuple[str, bool]] = []
+    buffer: list[str] = []
+    fence: str | None = None
+    for line in markdown.splitlines(keepends=True):
+        if fence is None:
+            opening = _FENCE_OPEN.match(line.rstrip("\r\n"))
+            if opening:
+                if buffer:
+                    segments.append(("".join(buffer), False))
+                buffer = [line]
+                fence = opening.group(1)
+            else:
+                buffer.append(line)
+            continue
+        buffer.append(line)
+        closing = _FENCE_CLOSE.match(line.rstrip("\r\n"))
+        if closing and closing.group(1)[0] == fence[0] and len(closing.group(1)) >= len(fence):
+            segments.append(("".join(buffer), True))
+            buffer = []
+            fence = None
+    if buffer:
+        # An unclosed fence runs to the end of the document (CommonMark).
+        segments.append(("".join(buffer), fence is not None))
+    return segments
 
 
 def _as_text(value: object, article_id: str, key: str) -> str | None:
@@ -173,7 +394,11 @@ def _first_heading(body: str) -> str | None:
 
 
 class _HtmlToMarkdown(HTMLParser):
-    """Just enough HTML to Markdown: headings, paragraphs, list items; scripts dropped."""
+    """Just enough HTML to Markdown: headings, paragraphs, list items.
+
+    Scripts, comments and hidden elements (see :func:`strip_hidden_markup`) are dropped;
+    comments and hidden elements are counted for the ingest report.
+    """
 
     _BLOCK: ClassVar[set[str]] = {"p", "div", "section", "article", "br", "tr", "table", "ul", "ol"}
     _SKIP: ClassVar[set[str]] = {"script", "style", "template", "noscript", "head"}
@@ -185,8 +410,23 @@ class _HtmlToMarkdown(HTMLParser):
         self._skip = 0
         self._in_title = False
         self._ordered: list[int] = []
+        # Open elements inside a hidden one; empty when not inside one.
+        self._hidden: list[str] = []
+        self.comments = 0
+        self.hidden_elements = 0
+
+    def handle_comment(self, data: str) -> None:
+        self.comments += 1
 
     def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        if self._hidden:
+            if tag not in _VOID_TAGS:
+                self._hidden.append(tag)
+            return
+        if tag not in _VOID_TAGS and _hides({k.lower(): v or "" for k, v in attrs}):
+            self._hidden.append(tag)
+            self.hidden_elements += 1
+            return
         if tag in self._SKIP:
             self._skip += 1
         elif tag == "title":
@@ -207,6 +447,12 @@ class _HtmlToMarkdown(HTMLParser):
             self.parts.append("\n\n")
 
     def handle_endtag(self, tag: str) -> None:
+        if self._hidden:
+            # Close up to the matching element; unclosed <p> or <li> inside end with it.
+            if tag in self._hidden:
+                while self._hidden and self._hidden.pop() != tag:
+                    pass
+            return
         if tag in self._SKIP:
             self._skip = max(0, self._skip - 1)
         elif tag == "title":
@@ -218,6 +464,8 @@ class _HtmlToMarkdown(HTMLParser):
             self.parts.append("\n\n")
 
     def handle_data(self, data: str) -> None:
+        if self._hidden:
+            return
         if self._in_title:
             self.title = (self.title or "") + data.strip()
         elif not self._skip:
@@ -225,11 +473,16 @@ class _HtmlToMarkdown(HTMLParser):
 
 
 def html_to_markdown(html: str) -> tuple[str | None, str]:
-    """Convert an HTML page to (title, Markdown-ish text); scripts and styles are dropped."""
+    """Convert an HTML page to (title, Markdown-ish text) without scripts or hidden text."""
+    title, text, _ = _convert_html(html)
+    return title, text
+
+
+def _convert_html(html: str) -> tuple[str | None, str, HiddenText]:
     parser = _HtmlToMarkdown()
     parser.feed(html)
     parser.close()
     text = "".join(parser.parts)
     text = re.sub(r"[ \t]+\n", "\n", text)
     text = re.sub(r"\n{3,}", "\n\n", text).strip()
-    return parser.title, text
+    return parser.title, text, HiddenText(parser.comments, parser.hidden_elements)

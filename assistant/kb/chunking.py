@@ -1,16 +1,18 @@
 """Split an article into retrievable chunks: by Markdown headings first, then by size.
 
 Each chunk keeps where it came from (article id, title, url, section path) so an answer
-can cite it and a reader can find it.
+can cite it and a reader can find it, and whether its text reads like instructions to an
+AI (``flagged``), so a generated answer can leave it out.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from langchain_text_splitters import MarkdownHeaderTextSplitter, RecursiveCharacterTextSplitter
 
 from assistant.kb.articles import Article
+from assistant.understanding.injection import find_injection
 
 _HEADERS = [("#", "h1"), ("##", "h2"), ("###", "h3"), ("####", "h4")]
 
@@ -28,6 +30,8 @@ class Chunk:
     position: int
     audience: tuple[str, ...]
     content_hash: str
+    # Injection finding kinds in the chunk's text, joined by ","; empty when clean.
+    flagged: str = ""
 
     @property
     def embedding_text(self) -> str:
@@ -64,17 +68,23 @@ class ArticleChunker:
                 if not piece.strip():
                     continue
                 position = len(chunks)
-                chunks.append(
-                    Chunk(
-                        chunk_id=f"{article.article_id}#{position}",
-                        article_id=article.article_id,
-                        title=article.title,
-                        url=article.url,
-                        section=section,
-                        text=piece.strip(),
-                        position=position,
-                        audience=article.audience,
-                        content_hash=article.content_hash,
-                    )
+                chunk = Chunk(
+                    chunk_id=f"{article.article_id}#{position}",
+                    article_id=article.article_id,
+                    title=article.title,
+                    url=article.url,
+                    section=section,
+                    text=piece.strip(),
+                    position=position,
+                    audience=article.audience,
+                    content_hash=article.content_hash,
                 )
+                # Title and section go into the prompt with the text, so they are checked too.
+                kinds = ",".join(f.kind for f in find_injection(chunk.embedding_text))
+                chunks.append(replace(chunk, flagged=kinds) if kinds else chunk)
+        if article.findings and not any(c.flagged for c in chunks):
+            # The article's instructions were cut across chunks, so no single chunk reads
+            # like them: keep the whole article out rather than parts of the instruction.
+            kinds = ",".join(f.kind for f in article.findings)
+            chunks = [replace(c, flagged=kinds) for c in chunks]
         return chunks

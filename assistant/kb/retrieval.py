@@ -63,6 +63,7 @@ class Passage:
             if self.dense_similarity is None
             else round(self.dense_similarity, 4),
             "text": self.chunk.text,
+            "flagged": self.chunk.flagged,
         }
 
 

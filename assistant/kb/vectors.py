@@ -175,6 +175,7 @@ def _metadata_of(chunk: Chunk) -> dict[str, Any]:
         "position": chunk.position,
         "content_hash": chunk.content_hash,
         "audience": ",".join(chunk.audience),
+        "flagged": chunk.flagged,
     }
     for label in chunk.audience:
         meta[audience_flag(label)] = True
@@ -192,4 +193,7 @@ def _chunk_from(chunk_id: str, text: str | None, meta: Any) -> Chunk:
         position=int(meta["position"]),
         audience=tuple(str(meta["audience"]).split(",")),
         content_hash=str(meta["content_hash"]),
+        # Chunks written before injection flags existed have none (their articles are
+        # re-indexed on the next ingest: the cleaning version is part of the hash).
+        flagged=str(meta.get("flagged") or ""),
     )

@@ -1,1 +1,1 @@
-"""Understanding customer messages: intent, sentiment and frustration, churn signals."""
+"""Understanding customer messages: intent, sentiment and frustration, churn signals, injection."""
