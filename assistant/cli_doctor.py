@@ -61,11 +61,21 @@ def _llm(settings: Settings) -> Check:
     model = build_chat_model(settings)
     if model is None:
         return "off", "no ASSISTANT_LLM_BASE_URL: answers are extractive, fully offline"
+    where = f"{settings.llm_base_url} model {settings.llm_model}"
     try:
         took = ping(model)
+        # Answers stream: check that the endpoint streams and reports token usage too.
+        pieces: list[str] = []
+        streamed = model.complete("ping", "You are a health check.", "Count from 1 to 5.",
+                                  max_tokens=20, on_text=pieces.append)
     except LLMError as exc:
-        return "error", f"{settings.llm_base_url} model {settings.llm_model}: {exc}"
-    return "ok", f"{settings.llm_base_url} model {settings.llm_model} answered in {took:.0f} ms"
+        return "error", f"{where}: {exc}"
+    finally:
+        model.close()
+    usage = "reports token usage" if streamed.completion_tokens is not None else (
+        "reports no token usage")
+    return "ok", (f"{where} answered in {took:.0f} ms; streams ({len(pieces)} pieces, "
+                  f"{usage})")
 
 
 def _kb(settings: Settings) -> Check:

@@ -51,9 +51,31 @@ class Settings(BaseSettings):
     llm_base_url: str | None = Field(None, description="OpenAI-compatible chat endpoint.")
     llm_model: str = Field("gpt-4o-mini", description="Chat model name.")
     llm_timeout_seconds: float = Field(
-        10.0, gt=0, le=300, description="Longest wait for one model call before falling back."
+        10.0,
+        gt=0,
+        le=300,
+        description="Deadline of one model call, retries included, before falling back.",
     )
     llm_temperature: float = Field(0.0, ge=0.0, le=2.0, description="Sampling temperature.")
+    llm_max_retries: int = Field(
+        2, ge=0, le=10, description="Retries of a failed model call, within its deadline."
+    )
+    llm_max_tokens: int = Field(500, ge=16, le=8000, description="Longest answer, in tokens.")
+    llm_circuit_failures: int = Field(
+        5, ge=1, le=1000, description="Failed model calls in a row that open the breaker."
+    )
+    llm_circuit_cooldown_seconds: float = Field(
+        30.0, gt=0, le=3600, description="How long an open breaker skips the model."
+    )
+    llm_concurrency: int = Field(
+        16,
+        ge=1,
+        le=256,
+        description="Model calls in flight per server process (threads that mostly wait).",
+    )
+    product_name: str = Field(
+        "Tallyboard", min_length=1, max_length=80, description="Product named in prompts."
+    )
     prompts_dir: Path = Field(
         PACKAGE_ROOT / "prompts", description="Jinja2 templates of every model prompt."
     )

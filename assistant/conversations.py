@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+from assistant.answer.llm import ReplyStream
 from assistant.engine import Engine, TurnResult
 from assistant.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from assistant.events import Event, EventBus
@@ -163,11 +164,13 @@ class ConversationService:
         text: str,
         idempotency_key: str | None,
         on_stored: Callable[[MessageRecord], None] | None = None,
+        stream: ReplyStream | None = None,
     ) -> PostedMessage:
         """Store the customer's message, answer it, store the answer.
 
         ``on_stored`` is called with the customer's message as soon as it is committed,
-        before the engine runs (a streaming client can show it as delivered at once).
+        before the engine runs (a streaming client can show it as delivered at once);
+        ``stream`` receives a generated reply's text as the model writes it.
         """
         text = self.validate_text(text)
         outcome = self._store.begin_customer_message(
@@ -196,7 +199,7 @@ class ConversationService:
         returned = (
             self._handoffs.returned_reasons(conversation.id) if self._handoffs else frozenset()
         )
-        turn = self._answer(conversation, customer, text, history, returned)
+        turn = self._answer(conversation, customer, text, history, returned, stream)
         available = self._availability_if_handing_off(turn.annotations)
         if available is not None:
             # The customer learns in the same reply whether a person is coming, and when.
@@ -369,6 +372,7 @@ class ConversationService:
         text: str,
         history: list[PriorTurn],
         returned_reasons: frozenset[str] = frozenset(),
+        stream: ReplyStream | None = None,
     ) -> _Turn:
         audience = Audience(
             verified=bool(customer and customer.verified), plan=customer.plan if customer else None
@@ -381,8 +385,11 @@ class ConversationService:
                 customer_id=conversation.customer_id,
                 history=history,
                 returned_reasons=returned_reasons,
+                stream=stream,
             )
         except Exception as exc:
+            if stream is not None:
+                stream.reset()
             # The customer's message is already stored; they get an honest reply and the
             # failure is in the log for the team, never a lost conversation.
             logger.exception("turn failed for conversation %s", conversation.id)

@@ -11,15 +11,18 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Protocol
 
+from assistant.answer.llm import GenerativeAnswerer, ReplyStream
 from assistant.answer.types import Answer
 from assistant.events import (
     AnswerComposed,
     DecisionMade,
     Event,
+    InjectionSuspected,
     MessageClassified,
+    ModelCalled,
     RetrievalPerformed,
 )
 from assistant.kb.audience import Audience
@@ -32,6 +35,7 @@ from assistant.understanding.history import (
     negative_streak,
     repeated_question,
 )
+from assistant.understanding.injection import InjectionFinding, find_injection
 
 
 class Answerer(Protocol):
@@ -54,6 +58,7 @@ class TurnResult:
     classification: Classification
     timings_ms: dict[str, float] = field(default_factory=dict)
     events: tuple[Event, ...] = ()
+    injection: tuple[InjectionFinding, ...] = ()
 
     @property
     def reply_text(self) -> str:
@@ -70,6 +75,10 @@ class TurnResult:
             "answerer": self.answer.answerer,
             "abstained": self.answer.abstained,
             "citations": [c.as_dict() for c in self.answer.citations],
+            "fallback": self.answer.fallback,
+            "checks": self.answer.checks,
+            "model_calls": list(self.answer.model_calls),
+            "injection": [{"kind": f.kind, "evidence": f.evidence} for f in self.injection],
             "retrieval": None,
             **self.classification.as_dict(),
             "decision": self.decision.as_dict(),
@@ -96,9 +105,11 @@ class Engine:
         policy: EscalationPolicy,
         retrieval_k: int = 5,
         min_confidence: float = 0.5,
+        generator: GenerativeAnswerer | None = None,
     ) -> None:
         self.retriever = retriever
         self.answerer = answerer
+        self.generator = generator
         self.classifier = classifier
         self.policy = policy
         self.retrieval_k = retrieval_k
@@ -122,11 +133,15 @@ class Engine:
         customer_id: str | None = None,
         history: Sequence[PriorTurn] = (),
         returned_reasons: frozenset[str] = frozenset(),
+        stream: ReplyStream | None = None,
     ) -> TurnResult:
         """Answer one customer message, given the conversation's earlier turns.
 
         ``returned_reasons`` are the reasons of a hand-off an agent handed back to the
         bot; the policy will not hand off again for those alone (the loop guard).
+        With a generator (a chat model) configured, the extractive answer is the draft:
+        the policy decides on it first, so no model call is spent on a hand-off, and the
+        model's checked text streams into ``stream`` as it is written.
         """
         ids = {"conversation_id": conversation_id, "customer_id": customer_id}
         clock = _Clock()
@@ -160,9 +175,15 @@ class Engine:
         else:
             answer = Answer(text=fixed_reply, answerer="fixed_reply")
         clock.lap("answer")
-        failed = answer.abstained
-        decision = self.policy.decide(
-            TurnSignals(
+        injection = tuple(find_injection(text))
+        if injection:
+            events.append(InjectionSuspected(
+                **ids, kinds=sorted({f.kind for f in injection}),
+                evidence=[f.evidence for f in injection],
+            ))
+
+        def signals(abstained: bool) -> TurnSignals:
+            return TurnSignals(
                 text=text,
                 intent=intent,
                 sentiment=understood.sentiment.label,
@@ -170,16 +191,38 @@ class Engine:
                 frustration_cues=tuple(understood.frustration.cue_names),
                 churn=tuple((signal.kind, signal.text) for signal in understood.churn),
                 retrieval_confidence=retrieval.confidence if retrieval else None,
-                abstained=failed,
+                abstained=abstained,
                 negative_streak=negative_streak(history, understood.sentiment.label),
-                failed_answers=failed_answers(history, failed),
+                failed_answers=failed_answers(history, abstained),
                 repeated_of=repeated_question(
                     history, text, intent, threshold=self.policy.repeat_similarity
                 ),
                 plan=audience.plan if audience.verified else None,
                 returned_reasons=returned_reasons,
             )
-        )
+
+        decision = self.policy.decide(signals(answer.abstained))
+        if (
+            self.generator is not None
+            and retrieval is not None
+            and decision.action != Action.HANDOFF
+            and not answer.abstained
+        ):
+            if injection:
+                # The model never sees a message that tries to instruct it.
+                answer = replace(answer, fallback="injection_suspected")
+            else:
+                answer = self.generator.answer(
+                    question=text, retrieval=retrieval, min_confidence=self.min_confidence,
+                    history=[turn.text for turn in history], stream=stream, draft=answer,
+                )
+                if answer.abstained:  # the model found no answer in the passages
+                    decision = self.policy.decide(signals(True))
+            clock.lap("generate")
+            events.extend(
+                ModelCalled(conversation_id=conversation_id, customer_id=customer_id, **call)
+                for call in answer.model_calls
+            )
         answer = self._finish(answer, decision)
         clock.lap("decide")
         events.append(
@@ -188,7 +231,10 @@ class Engine:
                 answerer=answer.answerer,
                 abstained=answer.abstained,
                 cited_article_ids=[c.article_id for c in answer.citations],
-                latency_ms=round(clock.laps.get("answer", 0.0), 2),
+                latency_ms=round(
+                    clock.laps.get("answer", 0.0) + clock.laps.get("generate", 0.0), 2
+                ),
+                fallback=answer.fallback,
             )
         )
         events.append(
@@ -208,6 +254,7 @@ class Engine:
             classification=understood,
             timings_ms=clock.totals(),
             events=tuple(events),
+            injection=injection,
         )
 
     def _finish(self, answer: Answer, decision: Decision) -> Answer:
@@ -215,16 +262,12 @@ class Engine:
         messages = self.policy.messages
         if decision.action == Action.HANDOFF:
             # A person takes over; the bot does not keep answering beside them.
-            return Answer(text=messages.handoff, abstained=answer.abstained,
-                          answerer=answer.answerer)
+            return replace(answer, text=messages.handoff, citations=[])
         if decision.action == Action.ANSWER_AND_OFFER_HUMAN and not answer.abstained:
             offer = messages.offer_human
-            text = f"{answer.text}\n\n{offer}" if answer.text else offer
-            return Answer(text=text, citations=answer.citations, abstained=False,
-                          answerer=answer.answerer)
+            return replace(answer, text=f"{answer.text}\n\n{offer}" if answer.text else offer)
         if not answer.text:
-            return Answer(text=messages.offer_human, abstained=answer.abstained,
-                          answerer=answer.answerer)
+            return replace(answer, text=messages.offer_human)
         return answer
 
 

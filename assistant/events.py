@@ -66,6 +66,31 @@ class AnswerComposed(Event):
     abstained: bool = False
     cited_article_ids: list[str] = field(default_factory=list)
     latency_ms: float = 0.0
+    fallback: str | None = None
+
+
+@dataclass(frozen=True)
+class ModelCalled(Event):
+    """The chat model was called (or refused by the circuit breaker): cost and outcome."""
+
+    type: ClassVar[str] = "llm.called"
+    prompt: str = ""
+    model: str = ""
+    outcome: str = "ok"
+    attempts: int = 0
+    latency_ms: float = 0.0
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+    streamed: bool = False
+
+
+@dataclass(frozen=True)
+class InjectionSuspected(Event):
+    """A customer message reads like instructions to the model; it was not sent to one."""
+
+    type: ClassVar[str] = "injection.suspected"
+    kinds: list[str] = field(default_factory=list)
+    evidence: list[str] = field(default_factory=list)
 
 
 @dataclass(frozen=True)

@@ -22,9 +22,10 @@ from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from assistant.answer.grounding import check_text
 from assistant.errors import Forbidden, InvalidInput, NotFound
 from assistant.handoff_context import ContextPacket, PreviousConversation, build_context_packet
-from assistant.llm import ChatModel, LLMError
+from assistant.llm import ChatModel, LLMError, failure_usage
 from assistant.policy import EscalationPolicy
 from assistant.storage.handoff_repo import HandoffStore
 from assistant.storage.records import AgentRecord, ConversationRecord, HandoffRecord, MessageRecord
@@ -355,18 +356,37 @@ class HandoffService:
                 self._summaries.move_to_end(key)
                 return self._summaries[key]
         assert self._summarizer is not None
+        transcript = packet.transcript[-40:]
+        system, user = self._summarizer.render(
+            "handoff_summary", reasons=packet.reasons, transcript=transcript
+        )
         try:
-            text = self._summarizer.ask(
-                "handoff_summary", product="our product", reasons=packet.reasons,
-                transcript=packet.transcript[-40:],
+            completion = self._summarizer.complete("handoff_summary", system, user)
+            # Agents read it: the same leak and link checks as customer answers.
+            checked = check_text(
+                completion.text, canary=self._summarizer.canary, system_prompt=system,
+                allowed_text="\n".join(str(m.get("text", "")) for m in transcript),
             )
+            if checked.leak or checked.no_answer:
+                raise LLMError(f"handoff_summary: blocked ({checked.leak or 'no answer'})",
+                               kind=f"leak_{checked.leak}" if checked.leak else "empty",
+                               attempts=completion.attempts, latency_ms=completion.latency_ms)
         except LLMError as exc:
             logger.warning("hand-off summary fell back to extractive: %s", exc)
             self._store.append_event(
+                type="llm.called", conversation_id=conversation_id,
+                payload=failure_usage("handoff_summary", self._summarizer.model, exc,
+                                      streamed=False),
+            )
+            self._store.append_event(
                 type="llm.failed", conversation_id=conversation_id,
-                payload={"prompt": "handoff_summary", "error": str(exc)},
+                payload={"prompt": "handoff_summary", "error": str(exc), "kind": exc.kind},
             )
             return []
+        self._store.append_event(
+            type="llm.called", conversation_id=conversation_id, payload=completion.usage()
+        )
+        text = checked.text
         lines = [line.strip().lstrip("-*• ").strip() for line in text.splitlines()]
         lines = [line[:300] for line in lines if line][:4]
         with self._summaries_lock:

@@ -13,6 +13,7 @@ from chromadb.api import ClientAPI
 
 from assistant.agent_auth import AgentAuth
 from assistant.answer.extractive import ExtractiveAnswerer
+from assistant.answer.llm import GenerativeAnswerer
 from assistant.config import Settings
 from assistant.conversations import ConversationService
 from assistant.embeddings import Embedder
@@ -22,7 +23,7 @@ from assistant.handoff import HandoffService
 from assistant.kb.components import KnowledgeBase, build_knowledge_base
 from assistant.kb.ingest import IngestReport
 from assistant.live import LiveFeed
-from assistant.llm import build_chat_model
+from assistant.llm import ChatModel, build_chat_model
 from assistant.policy import load_policy
 from assistant.storage.db import make_engine, migrate
 from assistant.storage.handoff_repo import HandoffStore
@@ -45,6 +46,7 @@ class Runtime:
     handoff: HandoffService
     auth: AgentAuth
     live: LiveFeed
+    chat_model: ChatModel | None = None
 
     def ingest(self, *, rebuild: bool = False) -> IngestReport:
         """Ingest the configured KB dir and make the result searchable at once."""
@@ -59,8 +61,10 @@ class Runtime:
         return self.ingest()
 
     def close(self) -> None:
-        """Release database connections."""
+        """Release database connections and the model client's threads."""
         self.store.dispose()
+        if self.chat_model is not None:
+            self.chat_model.close()
 
 
 def build_runtime(
@@ -81,20 +85,26 @@ def build_runtime(
     classifier = build_classifier(
         settings, taxonomy=taxonomy, policy=policy, embedder=kb.embedder
     )
+    # One model client for answers and summaries: they share its circuit breaker.
+    chat_model = build_chat_model(settings)
+    extractive = ExtractiveAnswerer()
     engine = Engine(
         retriever=kb.retriever,
-        answerer=ExtractiveAnswerer(),
+        answerer=extractive,
         classifier=classifier,
         policy=policy,
         retrieval_k=settings.retrieval_k,
         min_confidence=settings.answer_min_confidence,
+        generator=(
+            GenerativeAnswerer(model=chat_model, fallback=extractive) if chat_model else None
+        ),
     )
     handoff_service = HandoffService(
         store=store,
         handoffs=handoffs,
         policy=policy,
         max_message_chars=settings.max_message_chars,
-        summarizer=build_chat_model(settings),
+        summarizer=chat_model,
     )
     conversations = ConversationService(
         store=store,
@@ -116,4 +126,5 @@ def build_runtime(
         handoff=handoff_service,
         auth=AgentAuth(handoffs, session_hours=settings.session_hours),
         live=LiveFeed(store),
+        chat_model=chat_model,
     )

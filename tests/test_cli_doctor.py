@@ -48,12 +48,14 @@ def test_the_chat_model_is_called_and_its_failure_is_named(env) -> None:
         code, found = doctor()
         assert code == 0 and found["chat model"]["status"] == "ok"
         assert "tiny-model answered in" in found["chat model"]["details"]
-        assert llm.requests[0]["model"] == "tiny-model"
+        assert "streams (" in found["chat model"]["details"]
+        assert "reports token usage" in found["chat model"]["details"]
+        assert llm.requests[0]["model"] == "tiny-model" and llm.requests[1]["stream"] is True
         llm.status = 503
         code, found = doctor()
     assert code == 1 and found["chat model"]["status"] == "error"
     assert "tiny-model" in found["chat model"]["details"]
-    assert "Error" in found["chat model"]["details"]
+    assert "the endpoint failed (503)" in found["chat model"]["details"]
 
 
 @pytest.mark.model

@@ -147,6 +147,25 @@ def test_the_optional_llm_judge_is_reported_separately(settings, suite_file) -> 
     assert "<answer>" in prompt and "Forgot password" in prompt
 
 
+def test_with_a_model_configured_the_eval_measures_the_llm_answerer(settings, suite_file) -> None:
+    from fake_openai import fake_openai, user_prompt
+
+    def cite_first(body: dict) -> str:
+        prompt = user_prompt(body)
+        first = prompt.split('<passage id="', 1)[1].split('"', 1)[0]
+        return f"Click Forgot password on the sign-in page to reset your password [{first}]."
+
+    with fake_openai() as llm:
+        llm.responder = cite_first
+        configured = settings.model_copy(update={"llm_base_url": llm.url})
+        with eval_runner(configured, embedder=HashingEmbedder(), workers=1) as run:
+            report = run.run(load_suite(suite_file))
+    by_id = {r.case.id: r.observed for r in report.results}
+    assert by_id["reset"].answered_by == "llm" and by_id["reset"].model_tokens == 15
+    assert "Forgot password" in (by_id["reset"].answer or "")
+    assert report.metrics["answered_by"]["llm"] >= 1 and report.metrics["model_tokens"] >= 15
+
+
 @pytest.mark.parametrize(("text", "supported"), [
     ('Sure: {"supported": true, "reason": "all stated"}', True),
     ("No, the refund window is not mentioned.", False),

@@ -67,3 +67,28 @@ def test_a_failing_model_falls_back_to_the_extractive_summary(llm_runtime, llm) 
     assert any("invoice is wrong" in line for line in packet.summary)
     (event,) = llm_runtime.store.list_events(type="llm.failed")
     assert event.payload["prompt"] == "handoff_summary"
+
+
+def test_summary_links_not_in_the_conversation_are_removed(llm_runtime, llm) -> None:
+    llm.replies = ["- Invoice wrong. Details: ![x](https://evil.example/p?d=1) "
+                   "https://evil.example/login\n- Mood: annoyed."]
+    with TestClient(create_app(runtime=llm_runtime)) as client:
+        chat = handed_off(client)
+        conversation = llm_runtime.store.get_conversation(chat["id"])
+        packet = llm_runtime.handoff.context(conversation)
+    assert packet.summary_source == "llm"
+    assert "evil.example" not in " ".join(packet.summary)
+    assert packet.summary[0].startswith("Invoice wrong. Details:")
+
+
+def test_a_summary_leaking_the_prompt_is_replaced_by_the_extractive_one(llm_runtime, llm) -> None:
+    assert llm_runtime.chat_model is not None
+    llm.replies = [f"- My reference is {llm_runtime.chat_model.canary}."]
+    with TestClient(create_app(runtime=llm_runtime)) as client:
+        chat = handed_off(client)
+        conversation = llm_runtime.store.get_conversation(chat["id"])
+        packet = llm_runtime.handoff.context(conversation)
+    assert packet.summary_source == "extractive"
+    assert llm_runtime.chat_model.canary not in " ".join(packet.summary)
+    (event,) = llm_runtime.store.list_events(type="llm.failed")
+    assert event.payload["kind"] == "leak_canary"

@@ -505,6 +505,10 @@
           }
           pending.querySelector(".text").append(ev.data.text);
           scroll();
+        } else if (ev.event === "reset") {
+          // The streamed text was replaced (the model failed a check): drop it.
+          if (pending) pending.remove();
+          pending = null;
         } else if (ev.event === "done") {
           finished = true;
           confirm(out, ev.data.message);

@@ -84,7 +84,8 @@ _STOP = frozenset(
 )
 
 
-def _terms(text: str) -> set[str]:
+def content_terms(text: str) -> set[str]:
+    """Stemmed content words of ``text`` (stop words removed): what relevance compares."""
     return {_stem(w) for w in _WORD.findall(text.lower()) if w not in _STOP}
 
 
@@ -157,7 +158,7 @@ def split_units(text: str) -> list[_Unit]:
 
 
 def _score(unit: _Unit, query_terms: set[str]) -> float:
-    terms = _terms(unit.text)
+    terms = content_terms(unit.text)
     if not terms or not query_terms:
         return 0.0
     return len(terms & query_terms) / (len(query_terms) ** 0.5 * len(terms) ** 0.25)
@@ -170,17 +171,20 @@ class ExtractiveAnswerer:
 
     def answer(self, *, question: str, retrieval: RetrievalResult, min_confidence: float) -> Answer:
         """An answer to ``question`` from ``retrieval``, or an abstention."""
-        if not retrieval.passages or retrieval.confidence < min_confidence:
+        # Passages flagged at ingest (text that reads like instructions to an AI) are
+        # never quoted to customers: the KB writer was warned and fixes them.
+        usable = [p for p in retrieval.passages if not p.chunk.flagged]
+        if not usable or retrieval.confidence < min_confidence:
             return Answer(text=ABSTAIN_TEXT, abstained=True, answerer=self.name)
-        sources = self._pick_sources(retrieval.passages)
-        query_terms = _terms(question)
+        sources = self._pick_sources(usable)
+        query_terms = content_terms(question)
         asks_how = bool(_HOW_TO & {_stem(w) for w in _WORD.findall(question.lower())})
         sections: list[str] = []
         citations: list[Citation] = []
         for n, passage in enumerate(sources, start=1):
             body = self._extract(passage, query_terms, primary=n == 1)
             if n == 1 and asks_how and not _ORDERED_ITEM.search(body):
-                body = self._with_sibling_procedure(body, passage, retrieval.passages)
+                body = self._with_sibling_procedure(body, passage, usable)
             if not body:
                 continue
             citations.append(
@@ -233,7 +237,7 @@ class ExtractiveAnswerer:
             return ""
         # Title and section words count too: a passage titled "Reset your password" is about
         # that even when its steps never repeat the words.
-        context_terms = _terms(f"{passage.chunk.title} {passage.chunk.section}")
+        context_terms = content_terms(f"{passage.chunk.title} {passage.chunk.section}")
         scored = [
             (u, _score(u, query_terms) + 0.25 * _score(u, context_terms & query_terms))
             for u in units

@@ -29,3 +29,9 @@ class Answer:
     citations: list[Citation] = field(default_factory=list)
     abstained: bool = False
     answerer: str = "extractive"
+    # Why a generative answer was not used (``timeout``, ``no_supported_citation``...).
+    fallback: str | None = None
+    # ``llm.called`` payloads: model, outcome, attempts, latency and token usage per call.
+    model_calls: tuple[dict[str, Any], ...] = ()
+    # What the output checks changed (dropped citations, removed links).
+    checks: dict[str, list[str]] = field(default_factory=dict)

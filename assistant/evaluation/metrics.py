@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import re
 import statistics
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -38,6 +39,9 @@ class Observed:
     reasons: tuple[str, ...] = ()
     latency_ms: float = 0.0
     error: str | None = None
+    # Which answerer wrote the reply ("llm", "extractive", "extractive (timeout)"...).
+    answered_by: str | None = None
+    model_tokens: int = 0
 
     def as_dict(self) -> dict[str, Any]:
         """JSON form for reports."""
@@ -51,6 +55,8 @@ class Observed:
             "reasons": list(self.reasons),
             "latency_ms": round(self.latency_ms, 1),
             "error": self.error,
+            "answered_by": self.answered_by,
+            "model_tokens": self.model_tokens,
         }
 
 
@@ -200,6 +206,10 @@ def suite_metrics(results: Sequence[CaseResult], k: int) -> dict[str, Any]:
         "latency_p50_ms": round(statistics.median(latencies), 1) if latencies else None,
         "latency_p95_ms": round(_percentile(latencies, 95), 1) if latencies else None,
         "escalation_by_reason": escalation_by_reason(escalation),
+        # With a model configured: how often it wrote the answer, how often it fell back.
+        "answered_by": dict(sorted(Counter(
+            r.observed.answered_by for r in results if r.observed.answered_by).items())),
+        "model_tokens": sum(r.observed.model_tokens for r in results),
     }
 
 

@@ -92,6 +92,12 @@ def print_terminal(report: dict[str, Any], console: Console) -> None:
                 confusion.add_row(reason, str(row["expected"]), str(row["matched"]),
                                   str(row["missed"]), str(row["false_alarms"]))
             console.print(confusion)
+        answered_by = suite["metrics"].get("answered_by") or {}
+        if any(name != "extractive" and name != "fixed_reply" for name in answered_by):
+            console.print(
+                f"{suite['name']}: answered by "
+                + ", ".join(f"{name} {count}" for name, count in answered_by.items())
+                + f"; {suite['metrics'].get('model_tokens', 0)} model tokens", markup=False)
         if suite["metrics"].get("faithfulness") is not None:
             judged = [c for c in suite["cases"] if c.get("faithfulness")]
             console.print(f"{suite['name']}: faithfulness {suite['metrics']['faithfulness']:.2f} "

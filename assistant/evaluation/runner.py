@@ -184,6 +184,9 @@ class EvalRunner:
             action=decision.get("action"),
             reasons=tuple(decision.get("reasons") or ()),
             latency_ms=latency,
+            answered_by=_answered_by(notes),
+            model_tokens=sum((call.get("prompt_tokens") or 0) + (call.get("completion_tokens") or 0)
+                             for call in notes.get("model_calls") or []),
         )
 
     def _faithful(self, runtime: Runtime, case: Case, observed: Observed) -> dict[str, Any]:
@@ -198,7 +201,7 @@ class EvalRunner:
                                       passages=passages, answer=observed.answer or "")
         except LLMError as exc:
             return {"supported": None, "reason": str(exc)}
-        return parse_verdict(verdict)
+        return parse_verdict(verdict.text)
 
     @staticmethod
     def _annotations(runtime: Runtime, conversation_id: str, message_id: int) -> dict[str, Any]:
@@ -245,6 +248,13 @@ def parse_verdict(text: str) -> dict[str, Any]:
     if head.startswith(("no", "false", "unsupported", "not supported")):
         return {"supported": False, "reason": text.strip()[:300]}
     return {"supported": None, "reason": f"unreadable verdict: {text.strip()[:200]}"}
+
+
+def _answered_by(notes: dict[str, Any]) -> str | None:
+    answerer = notes.get("answerer")
+    if answerer is None:
+        return None
+    return f"{answerer} ({notes['fallback']})" if notes.get("fallback") else str(answerer)
 
 
 def _label(notes: dict[str, Any], key: str) -> str | None:

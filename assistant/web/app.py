@@ -33,8 +33,11 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         owned = runtime is None
         # Turns are CPU-bound (embedding, BM25); AnyIO's default of 40 threads makes 40
-        # turns share two cores and every one of them slow.
-        to_thread.current_default_thread_limiter().total_tokens = settings.request_threads
+        # turns share two cores and every one of them slow. With a model configured, turns
+        # mostly wait for it: those waits get threads of their own.
+        to_thread.current_default_thread_limiter().total_tokens = settings.request_threads + (
+            settings.llm_concurrency if settings.llm_enabled else 0
+        )
         app.state.runtime = runtime or build_runtime(settings)
         try:
             yield

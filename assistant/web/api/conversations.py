@@ -91,7 +91,8 @@ def _turn_public(posted: PostedMessage) -> TurnPublic:
         200: {
             "content": {"text/event-stream": {}},
             "description": "JSON, or with `Accept: text/event-stream` a stream of `stored`, "
-            "`delta` and `done` events (`done` carries the same body as the JSON answer).",
+            "`delta`, `reset` and `done` events (`done` carries the same body as the JSON "
+            "answer).",
         },
     },
 )
@@ -127,37 +128,69 @@ async def post_message(
     )
 
 
+class _QueueStream:
+    """Carries reply deltas from the worker thread to the SSE response."""
+
+    def __init__(
+        self, loop: asyncio.AbstractEventLoop, out: asyncio.Queue[tuple[str, Any]]
+    ) -> None:
+        self._loop = loop
+        self._out = out
+        self.shown = False
+
+    def put(self, kind: str, value: Any) -> None:
+        self._loop.call_soon_threadsafe(self._out.put_nowait, (kind, value))
+
+    def delta(self, text: str) -> None:
+        self.shown = True
+        self.put("delta", text)
+
+    def reset(self) -> None:
+        if self.shown:
+            self.shown = False
+            self.put("reset", None)
+
+
 async def _stream_turn(
     conversations: ConversationService,
     conversation: ConversationRecord,
     text: str,
     idempotency_key: str | None,
 ) -> AsyncIterator[str]:
-    loop = asyncio.get_running_loop()
-    stored: asyncio.Queue[MessagePublic] = asyncio.Queue()
+    events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
+    stream = _QueueStream(asyncio.get_running_loop(), events)
 
     def on_stored(message: MessageRecord) -> None:
-        loop.call_soon_threadsafe(stored.put_nowait, MessagePublic.of(message))
+        stream.put("stored", MessagePublic.of(message))
 
     work = asyncio.ensure_future(run_in_threadpool(
         conversations.post_message, conversation, text=text,
-        idempotency_key=idempotency_key, on_stored=on_stored,
+        idempotency_key=idempotency_key, on_stored=on_stored, stream=stream,
     ))
-    waiting = asyncio.ensure_future(stored.get())
-    await asyncio.wait({work, waiting}, return_when=asyncio.FIRST_COMPLETED)
-    if waiting.done():
-        yield _sse("stored", {"message": waiting.result().model_dump(mode="json")})
-    else:
-        waiting.cancel()
+    work.add_done_callback(lambda _: events.put_nowait(("finished", None)))
+    streamed = False
+    while True:
+        kind, value = await events.get()
+        if kind == "stored":
+            yield _sse("stored", {"message": value.model_dump(mode="json")})
+        elif kind == "delta":
+            streamed = True
+            yield _sse("delta", {"text": value})
+        elif kind == "reset":
+            # The model's text was replaced (fallback): clients drop what they showed and
+            # render ``done``'s reply.
+            yield _sse("reset", {})
+        else:
+            break
     try:
-        posted = await work
+        posted = work.result()
     except AssistantError as exc:
         yield _sse("error", {"error": {"code": type(exc).__name__, "message": str(exc)}})
         return
     result = _turn_public(posted)
-    if result.reply is not None:
-        # The offline answerer produces its reply at once; a generative answerer will emit
-        # deltas here as tokens arrive. Clients render deltas, then replace with ``done``.
+    if result.reply is not None and not streamed:
+        # Extractive answers are composed at once: one delta carries the whole text.
+        # (After a reset, ``done`` alone brings the replacement, formatted.)
         yield _sse("delta", {"text": result.reply.text})
     yield _sse("done", result.model_dump(mode="json"))
 
