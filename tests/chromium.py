@@ -74,3 +74,22 @@ def open_page(
         finally:
             # Closed before the server stops, so no stream is left open on it.
             chromium.close()
+
+
+WIDGET_FRAME = 'iframe[title="Support chat"]'
+
+
+def open_chat(page: Any) -> Any:
+    """Click the widget's launcher; the panel opens with the message box focused."""
+    page.get_by_role("button", name="Open chat").click()
+    frame = page.frame_locator(WIDGET_FRAME)
+    sync_api.expect(frame.get_by_role("textbox", name="Message")).to_be_focused()
+    return frame
+
+
+def ask(frame: Any, text: str) -> None:
+    """Type a message in the widget and press Enter."""
+    box = frame.get_by_role("textbox", name="Message")
+    box.fill(text)
+    box.press("Enter")
+    sync_api.expect(box).to_have_value("")

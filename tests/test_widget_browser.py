@@ -24,7 +24,15 @@ from typing import Any
 
 import httpx
 import pytest
-from chromium import BROWSER_MARKS, WatchedPage, open_page, sync_api
+from chromium import (
+    BROWSER_MARKS,
+    WIDGET_FRAME,
+    WatchedPage,
+    ask,
+    open_chat,
+    open_page,
+    sync_api,
+)
 from conftest import auth, make_agent
 from pydantic import SecretStr
 
@@ -33,7 +41,6 @@ from assistant.identity import user_hash
 pytestmark = BROWSER_MARKS
 
 SECRET = "widget-test-secret"
-FRAME = 'iframe[title="Support chat"]'
 XSS_HTML = "<img src=x onerror=alert(1)>"
 XSS_LINK = "[click](javascript:alert(1))"
 XSS_LINK_BARE = "[open](javascript:alert`2`)"  # no parentheses: the link syntax matches
@@ -142,20 +149,6 @@ def host_html(base: str, body: str = "", head: str = "", **attributes: str) -> s
             f"<h1>Acme</h1>{body}{snippet(base, **attributes)}</body></html>")
 
 
-def open_chat(page: Any) -> Any:
-    """Click the launcher; the panel opens with the message box focused."""
-    page.get_by_role("button", name="Open chat").click()
-    frame = page.frame_locator(FRAME)
-    sync_api.expect(frame.get_by_role("textbox", name="Message")).to_be_focused()
-    return frame
-
-
-def ask(frame: Any, text: str) -> None:
-    """Type a message and press Enter."""
-    box = frame.get_by_role("textbox", name="Message")
-    box.fill(text)
-    box.press("Enter")
-    sync_api.expect(box).to_have_value("")
 
 
 def stored_conversation(browser: Browser) -> dict[str, Any]:
@@ -209,7 +202,7 @@ def test_a_question_is_answered_with_its_source_survives_a_failed_send_and_a_rel
 
     # Escape closes the panel and gives focus back to the launcher.
     frame.get_by_role("textbox", name="Message").press("Escape")
-    expect(page.locator(FRAME)).to_be_hidden()
+    expect(page.locator(WIDGET_FRAME)).to_be_hidden()
     expect(page.get_by_role("button", name="Open chat")).to_be_focused()
 
     # After a reload the conversation is still there (one copy of each message).
@@ -276,7 +269,7 @@ def test_a_person_takes_over_live_hostile_text_stays_text_and_the_customer_rates
 
     # The customer closes the panel; an agent comes online and claims the hand-off.
     frame.get_by_role("button", name="Close").click()
-    expect(page.locator(FRAME)).to_be_hidden()
+    expect(page.locator(WIDGET_FRAME)).to_be_hidden()
     agent = make_agent(runtime, "Alex Agent")
     (queued,) = runtime.handoffs.queue()
     conversation = f"/v1/agent/conversations/{queued.conversation_id}"
@@ -349,7 +342,7 @@ def test_aggressive_host_css_and_a_strict_host_csp_do_not_break_the_widget(
     assert launcher.evaluate("(b) => getComputedStyle(b).color") == "rgb(255, 255, 255)"
 
     frame = open_chat(page)
-    panel = page.locator(FRAME).bounding_box()
+    panel = page.locator(WIDGET_FRAME).bounding_box()
     assert panel is not None and panel["width"] == 380 and panel["height"] > 400, panel
     ask(frame, "How do I reset my password?")
     expect(frame.get_by_role("log").get_by_role("link", name="Reset your password")).to_be_visible()
@@ -402,7 +395,7 @@ def test_the_loader_included_twice_starts_once_speaks_german_and_checks_its_api(
     page.goto(host.serve("/twice", host_html(base, body=snippet(base, locale="de"), locale="de")))
     # The launcher's label comes from the frame's German strings (sent on "ready").
     expect(page.get_by_role("button", name="Chat öffnen")).to_have_count(1)
-    expect(page.locator(FRAME.replace("Support chat", "Support-Chat"))).to_have_count(1)
+    expect(page.locator(WIDGET_FRAME.replace("Support chat", "Support-Chat"))).to_have_count(1)
     assert page.locator("support-assistant").count() == 1
     assert any("included more than once" in line for line in browser.console), browser.console
 
