@@ -9,11 +9,11 @@ made one request at a time.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import Engine, func, insert, select, text
+from sqlalchemy import ColumnElement, Engine, func, insert, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -49,6 +49,16 @@ MAX_IDEMPOTENCY_KEY_CHARS = 255
 # How often a write that lost a unique-constraint race is retried (it then reads the
 # winner's row, so one retry is enough; the extra one covers a second unlucky race).
 _RACE_RETRIES = 3
+
+
+class _Keyed(Protocol):
+    """A record with the id that keyset pagination orders by."""
+
+    @property
+    def id(self) -> int: ...
+
+
+_R = TypeVar("_R", bound=_Keyed)
 
 
 def _customer(row: Customer) -> CustomerRecord:
@@ -214,6 +224,14 @@ class Store:
         """
         with self._read() as session:
             row = session.get(Customer, customer_id)
+            return _customer(row) if row is not None else None
+
+    def customer_by_external_id(self, external_id: str) -> CustomerRecord | None:
+        """Load a customer by the host application's id (``customer.id`` in the widget)."""
+        with self._read() as session:
+            row = session.scalars(
+                select(Customer).where(Customer.external_id == external_id)
+            ).one_or_none()
             return _customer(row) if row is not None else None
 
     # -- conversations ---------------------------------------------------------------
@@ -650,6 +668,26 @@ class Store:
         with self._read() as session:
             return int(session.scalar(query) or 0)
 
+    def iter_messages(
+        self, *, since: datetime | None = None, until: datetime | None = None, batch: int = 5000
+    ) -> Iterator[MessageRecord]:
+        """Stream every message of every conversation in id order (see :meth:`iter_events`).
+
+        Args:
+            since: Only messages created at or after this (timezone-aware) time.
+            until: Only messages created before this time.
+            batch: Rows per query.
+
+        Yields:
+            The messages, ordered by id.
+        """
+        conditions: list[ColumnElement[bool]] = []
+        if since is not None:
+            conditions.append(Message.created_at >= since)
+        if until is not None:
+            conditions.append(Message.created_at < until)
+        yield from self._keyset(Message, conditions, batch, _message)
+
     # -- events ----------------------------------------------------------------------
 
     def append_event(
@@ -704,6 +742,60 @@ class Store:
         query = query.order_by(Event.id).limit(max(limit, 0))
         with self._read() as session:
             return [_event(row) for row in session.scalars(query)]
+
+    def iter_events(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        types: Sequence[str] = (),
+        batch: int = 5000,
+    ) -> Iterator[EventRecord]:
+        """Stream the whole interaction log in id order, one batch per short transaction.
+
+        Keyset pagination (``id > last ORDER BY id LIMIT batch``) keeps every query an
+        index range scan however far the export has got, and no transaction stays open
+        between batches (a long read would hold back SQLite's WAL checkpoints). Rows
+        appended while iterating are included if their id is beyond the cursor.
+
+        Args:
+            since: Only events created at or after this (timezone-aware) time.
+            until: Only events created before this time.
+            types: Only events of these types (all types when empty).
+            batch: Rows per query.
+
+        Yields:
+            The events, ordered by id.
+        """
+        conditions: list[ColumnElement[bool]] = []
+        if since is not None:
+            conditions.append(Event.created_at >= since)
+        if until is not None:
+            conditions.append(Event.created_at < until)
+        if types:
+            conditions.append(Event.type.in_(list(types)))
+        yield from self._keyset(Event, conditions, batch, _event)
+
+    def _keyset(
+        self,
+        table: type[Event] | type[Message],
+        conditions: Sequence[ColumnElement[bool]],
+        batch: int,
+        record: Callable[[Any], _R],
+    ) -> Iterator[_R]:
+        """Yield ``record(row)`` for the rows of ``table`` matching ``conditions`` by id."""
+        batch = max(batch, 1)
+        after = 0  # ids start at 1
+        while True:
+            query = (
+                select(table).where(table.id > after, *conditions).order_by(table.id).limit(batch)
+            )
+            with self._read() as session:
+                records = [record(row) for row in session.scalars(query)]
+            yield from records
+            if len(records) < batch:
+                return
+            after = records[-1].id
 
     def events_after(
         self,
