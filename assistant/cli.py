@@ -21,11 +21,14 @@ from assistant.cli_agents import agents_app
 from assistant.cli_console import err, out
 from assistant.cli_doctor import doctor_command
 from assistant.cli_eval import eval_command
+from assistant.cli_export import export_command
 from assistant.cli_understanding import intents_app, policy_app, sentiment_app
+from assistant.cli_webhooks import webhooks_app
 from assistant.config import Settings, export_to_environment, get_settings
 from assistant.errors import AssistantError
 from assistant.kb.audience import Audience
 from assistant.kb.ingest import IngestReport
+from assistant.redaction import install_log_redaction
 from assistant.runtime import Runtime, build_runtime
 
 app = typer.Typer(
@@ -38,8 +41,10 @@ app.add_typer(intents_app, name="intents")
 app.add_typer(sentiment_app, name="sentiment")
 app.add_typer(policy_app, name="policy")
 app.add_typer(agents_app, name="agents")
+app.add_typer(webhooks_app, name="webhooks")
 app.command("eval")(eval_command)
 app.command("doctor")(doctor_command)
+app.command("export")(export_command)
 
 KbOption = Annotated[
     Path | None, typer.Option("--kb", help="Knowledge-base directory (ASSISTANT_KB_DIR).")
@@ -271,6 +276,7 @@ def main() -> None:
     """Entry point with logging set up."""
     logging.basicConfig(level=logging.WARNING, stream=sys.stderr)
     logging.getLogger("bm25s").setLevel(logging.WARNING)
+    install_log_redaction()  # every command, and the server, logs redacted text
     app()
 
 

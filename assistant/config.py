@@ -12,7 +12,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Literal
 
-from pydantic import AliasChoices, Field, SecretStr, field_validator
+from pydantic import AliasChoices, Field, SecretStr, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 _ORIGIN = re.compile(r"^https?://[A-Za-z0-9.-]+(:[0-9]{1,5})?$")
@@ -160,6 +160,45 @@ class Settings(BaseSettings):
         le=1_000_000,
         description="Customer requests (new conversations and messages) per client IP per minute.",
     )
+
+    health_file: Path = Field(
+        PACKAGE_ROOT / "assistant" / "data" / "health.yaml",
+        description="Customer health weights, bands and decay (YAML).",
+    )
+    health_poll_seconds: float = Field(
+        2.0, gt=0, le=3600, description="How often the server folds new events into health."
+    )
+    webhook_urls: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Where outbound signals are POSTed (comma-separated http(s) URLs).",
+    )
+    webhook_secret: SecretStr | None = Field(
+        None, description="HMAC-SHA256 key that signs every webhook delivery."
+    )
+    webhook_max_attempts: int = Field(
+        8, ge=1, le=50, description="Delivery attempts (with backoff) before a webhook fails."
+    )
+
+    @field_validator("webhook_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: object) -> object:
+        if isinstance(value, str):
+            value = [part.strip() for part in value.split(",") if part.strip()]
+        if isinstance(value, list):
+            for url in value:
+                if not re.match(r"^https?://[^\s/]+", str(url)):
+                    raise ValueError(f"{url!r} is not an http(s) URL")
+        return value
+
+    @model_validator(mode="after")
+    def _signed_webhooks(self) -> Settings:
+        # Signals carry customer data: never configure receivers that cannot verify them.
+        if self.webhook_urls and self.webhook_secret is None:
+            raise ValueError(
+                "ASSISTANT_WEBHOOK_URLS is set but ASSISTANT_WEBHOOK_SECRET is not: every "
+                "delivery is signed, set a secret (e.g. `openssl rand -hex 32`)"
+            )
+        return self
 
     @field_validator("widget_origins", mode="before")
     @classmethod

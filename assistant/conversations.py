@@ -317,6 +317,31 @@ class ConversationService:
         )
         return rating
 
+    def feedback(self, conversation: ConversationRecord, *, message_id: int,
+                 helpful: bool) -> None:
+        """Record whether one of the bot's answers helped ("That helped" / "Didn't help").
+
+        It is the customer's own confirmation that the bot resolved their question, the
+        strictest of the three bot-resolution measures.
+
+        Raises:
+            NotFound: No such bot answer in this conversation.
+            Conflict: That answer was rated already.
+        """
+        found = self._store.messages_by_ids([message_id]).get(message_id)
+        if found is None or found.conversation_id != conversation.id or (
+                found.role != "assistant"):
+            raise NotFound(f"no answer {message_id} of the bot in this conversation")
+        if any(e.payload.get("message_id") == message_id
+               for e in self._store.list_events(conversation_id=conversation.id,
+                                                type="answer.feedback")):
+            raise Conflict("this answer was rated already")
+        self._store.append_event(
+            type="answer.feedback", conversation_id=conversation.id,
+            customer_id=conversation.customer_id,
+            payload={"message_id": message_id, "helpful": helpful},
+        )
+
     def rated(self, conversation: ConversationRecord) -> bool:
         """Whether the customer rated the conversation already."""
         return self._store.has_event(conversation.id, "csat.submitted")

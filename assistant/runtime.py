@@ -20,6 +20,9 @@ from assistant.embeddings import Embedder
 from assistant.engine import Engine
 from assistant.events import EventBus
 from assistant.handoff import HandoffService
+from assistant.health.analytics import AnalyticsService
+from assistant.health.model import load_health_config
+from assistant.health.service import HealthService
 from assistant.kb.components import KnowledgeBase, build_knowledge_base
 from assistant.kb.ingest import IngestReport
 from assistant.live import LiveFeed
@@ -27,7 +30,9 @@ from assistant.llm import ChatModel, build_chat_model
 from assistant.policy import load_policy
 from assistant.storage.db import make_engine, migrate
 from assistant.storage.handoff_repo import HandoffStore
+from assistant.storage.health_repo import HealthStore
 from assistant.storage.repos import Store
+from assistant.storage.webhook_repo import WebhookStore
 from assistant.understanding.components import build_classifier
 from assistant.understanding.taxonomy import load_taxonomy
 
@@ -46,6 +51,9 @@ class Runtime:
     handoff: HandoffService
     auth: AgentAuth
     live: LiveFeed
+    health: HealthService
+    analytics: AnalyticsService
+    webhooks: WebhookStore
     chat_model: ChatModel | None = None
 
     def ingest(self, *, rebuild: bool = False) -> IngestReport:
@@ -115,6 +123,12 @@ def build_runtime(
         max_message_chars=settings.max_message_chars,
         idempotency_stale_after=timedelta(seconds=settings.idempotency_stale_seconds),
     )
+    health_store = HealthStore(db)
+    health = HealthService(
+        store=store, health=health_store, config=load_health_config(settings.health_file),
+        webhook_urls=settings.webhook_urls,
+    )
+    analytics = AnalyticsService(health=health_store, service=health, embed=kb.embedder.embed)
     return Runtime(
         settings=settings,
         store=store,
@@ -127,4 +141,7 @@ def build_runtime(
         auth=AgentAuth(handoffs, session_hours=settings.session_hours),
         live=LiveFeed(store),
         chat_model=chat_model,
+        health=health,
+        analytics=analytics,
+        webhooks=WebhookStore(db),
     )

@@ -77,6 +77,18 @@ def open_page(
 
 
 WIDGET_FRAME = 'iframe[title="Support chat"]'
+# The widget's loader puts its launcher in a *closed* shadow root, which Playwright's
+# locators cannot enter. Pages run this first: it records the mode the loader asked for
+# (test_widget_browser.py asserts "closed") and opens the root so tests can click the
+# launcher by its accessible name, as a user would.
+OPEN_SHADOW_ROOTS = """
+window.__shadowModes = [];
+const attach = Element.prototype.attachShadow;
+Element.prototype.attachShadow = function (init) {
+  window.__shadowModes.push(init.mode);
+  return attach.call(this, { ...init, mode: "open" });
+};
+"""
 
 
 def open_chat(page: Any) -> Any:

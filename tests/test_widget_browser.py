@@ -26,6 +26,7 @@ import httpx
 import pytest
 from chromium import (
     BROWSER_MARKS,
+    OPEN_SHADOW_ROOTS,
     WIDGET_FRAME,
     WatchedPage,
     ask,
@@ -44,14 +45,6 @@ SECRET = "widget-test-secret"
 XSS_HTML = "<img src=x onerror=alert(1)>"
 XSS_LINK = "[click](javascript:alert(1))"
 XSS_LINK_BARE = "[open](javascript:alert`2`)"  # no parentheses: the link syntax matches
-OPEN_SHADOW_ROOTS = """
-window.__shadowModes = [];
-const attach = Element.prototype.attachShadow;
-Element.prototype.attachShadow = function (init) {
-  window.__shadowModes.push(init.mode);
-  return attach.call(this, { ...init, mode: "open" });
-};
-"""
 AGGRESSIVE_CSS = """
 * { display: block !important; font-size: 40px !important; color: red !important;
     position: static !important; visibility: visible !important; }

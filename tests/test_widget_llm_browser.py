@@ -26,6 +26,7 @@ import httpx
 import pytest
 from chromium import (
     BROWSER_MARKS,
+    OPEN_SHADOW_ROOTS,
     WatchedPage,
     ask,
     open_chat,
@@ -59,14 +60,6 @@ HOSTILE_SUMMARY = (
     f"- Mood: calm {XSS_SVG} {XSS_LINK}\n"
     f"- See {EXFIL_IMAGE} and {FOREIGN_URL}"
 )
-# Opens the launcher's closed shadow root so Playwright can click it (as in
-# test_widget_browser.py, which asserts the root is closed).
-OPEN_SHADOW_ROOTS = """
-const attach = Element.prototype.attachShadow;
-Element.prototype.attachShadow = function (init) {
-  return attach.call(this, { ...init, mode: "open" });
-};
-"""
 # Records, in the widget's frame, every state of the assistant bubbles (text and whether
 # still pending) and every element that carries an event-handler attribute or could fetch
 # (img, svg, script, iframe...), whenever the message log changes.

@@ -25,7 +25,7 @@
   const scores = [...csatEl.querySelectorAll(".score")];
 
   let strings = {};
-  let conv = null; // {id, token, customer, rated}: the stored conversation
+  let conv = null; // {id, token, customer, rated, feedback}: the stored conversation
   let creating = null; // the in-flight POST /v1/conversations
   let identity = null; // from the loader: {id, email, name, plan, userHash}
   let stream = null; // AbortController of the live event stream
@@ -171,6 +171,44 @@
     logEl.insertBefore(node, next || null);
   };
 
+  /** Ids of the answers the customer rated (kept with the conversation, see save). */
+  const answered = (c) => (c && Array.isArray(c.feedback) ? c.feedback : []);
+
+  /** "That helped" / "Didn't help" under a bot answer; once sent, a thank-you instead. */
+  const askFeedback = (id) => {
+    const group = h("div", "feedback");
+    group.setAttribute("role", "group");
+    group.setAttribute("aria-label", t("helpful"));
+    let busy = false;
+    const send = guarded(async (helpful) => {
+      if (busy) return;
+      busy = true;
+      const c = conv;
+      try {
+        await call("POST", at(c, "/feedback"), { message_id: id, helpful }, auth(c));
+      } catch (err) {
+        if (err.status !== 409) throw err; // 409: rated already (another tab): recorded
+      } finally {
+        busy = false;
+      }
+      if (c !== conv) return;
+      const s = stored(); // another tab may have rated other answers meanwhile
+      c.feedback = [...new Set([...(s && s.id === c.id ? answered(s) : []), ...answered(c), id])];
+      save();
+      const thanks = h("p", "feedback-thanks", t("feedbackThanks"));
+      thanks.tabIndex = -1;
+      const focused = group.contains(document.activeElement);
+      group.replaceWith(thanks);
+      if (focused) thanks.focus(); // keyboard users keep their place
+    });
+    for (const [helpful, label] of [[true, t("helped")], [false, t("notHelped")]]) {
+      const btn = group.appendChild(h("button", null, label));
+      btn.type = "button";
+      btn.addEventListener("click", () => send(helpful));
+    }
+    return group;
+  };
+
   /** Show a message once, whichever of the POST, the stream or the history brings it first. */
   const addMessage = (m, replacing) => {
     if (!m || !Number.isInteger(m.id)) return;
@@ -189,6 +227,7 @@
     }
     const node = bubble(m);
     node.dataset.id = m.id;
+    if (m.rateable && !answered(conv).includes(m.id)) node.append(askFeedback(m.id));
     shown.set(m.id, node);
     if (replacing) replacing.replaceWith(node);
     else place(node, m.id);

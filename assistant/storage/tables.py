@@ -272,3 +272,120 @@ class Handoff(Base):
 
 # The queue's order (see HandoffStore.queue); defined here to use a column expression.
 Index("ix_handoffs_queue", Handoff.status, Handoff.priority.desc(), Handoff.created_at)
+
+
+# -- health signals (issue 8): state the projector folds the event log into -----------------
+
+
+class ProjectionCursor(Base):
+    """How far a projector has read the event log (its last folded event id)."""
+
+    __tablename__ = "projection_cursors"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    last_event_id: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class CustomerHealth(Base):
+    """A customer's health: the folded state, and its score when last folded."""
+
+    __tablename__ = "customer_health"
+
+    customer_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    score: Mapped[int] = mapped_column(Integer)
+    band: Mapped[str] = mapped_column(String(16), index=True)
+    state: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class HealthHistory(Base):
+    """A customer's score at the end of each day it changed: the trend."""
+
+    __tablename__ = "health_history"
+
+    customer_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("customers.id", ondelete="CASCADE"), primary_key=True
+    )
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # ISO date, UTC
+    score: Mapped[int] = mapped_column(Integer)
+    band: Mapped[str] = mapped_column(String(16))
+
+
+class ConversationFact(Base):
+    """One row per conversation with what support metrics count (folded from events)."""
+
+    __tablename__ = "conversation_facts"
+
+    conversation_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("conversations.id", ondelete="CASCADE"), primary_key=True
+    )
+    customer_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    topic: Mapped[str | None] = mapped_column(String(100))  # the first known intent
+    customer_messages: Mapped[int] = mapped_column(Integer, default=0)
+    handed_off: Mapped[bool] = mapped_column(default=False)
+    reasons: Mapped[list[str]] = mapped_column(JSONType, default=list)
+    helpful: Mapped[bool | None] = mapped_column()  # the customer's "that helped" / "didn't"
+    recontacted: Mapped[bool] = mapped_column(default=False)  # same topic again within 7 days
+    csat: Mapped[int | None] = mapped_column(Integer)
+    csat_by: Mapped[str | None] = mapped_column(String(16))  # "bot" | "person"
+    handoff_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    claimed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    first_human_reply_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    resolved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DailyCount(Base):
+    """Per-day counters (intents, sentiments) so trends never rescan the log."""
+
+    __tablename__ = "daily_counts"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)
+    key: Mapped[str] = mapped_column(String(200), primary_key=True)
+    count: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class KnowledgeGap(Base):
+    """A question the KB could not answer, or that ended with a person."""
+
+    __tablename__ = "knowledge_gaps"
+
+    id: Mapped[int] = mapped_column(BigIntegerPK, primary_key=True, autoincrement=True)
+    conversation_id: Mapped[str] = mapped_column(
+        String(32), ForeignKey("conversations.id", ondelete="CASCADE"), index=True
+    )
+    message_id: Mapped[int | None] = mapped_column(Integer)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    reason: Mapped[str] = mapped_column(String(32))  # "no_answer" | "handoff"
+    question: Mapped[str] = mapped_column(Text)
+    intent: Mapped[str | None] = mapped_column(String(100))
+    agent_reply: Mapped[str | None] = mapped_column(Text)
+
+
+class WebhookDelivery(Base):
+    """An outbound signal and its delivery attempts (the outbox and the delivery log)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(
+            "status IN ('pending', 'delivered', 'failed')", name="status"
+        ),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    event: Mapped[str] = mapped_column(String(100))
+    url: Mapped[str] = mapped_column(String(2000))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+    status: Mapped[str] = mapped_column(String(16), default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_status: Mapped[int | None] = mapped_column(Integer)
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    delivered_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+Index("ix_webhook_deliveries_due", WebhookDelivery.status, WebhookDelivery.next_attempt_at)

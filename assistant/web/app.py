@@ -15,14 +15,18 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from assistant import __version__
 from assistant.config import Settings, get_settings
+from assistant.health.service import HealthWorker
+from assistant.redaction import install_log_redaction
 from assistant.runtime import Runtime, build_runtime
 from assistant.web import console, widget
-from assistant.web.api import agent, conversations, health
+from assistant.web.api import agent, analytics, conversations, health, webhooks
 from assistant.web.errors import install_error_handlers
 from assistant.web.limits import BodySizeLimit
 from assistant.web.rate_limits import RateLimiter
+from assistant.webhooks import WebhookSender, WebhookWorker
 
 MAX_BODY_BYTES = 256 * 1024
+WEBHOOK_POLL_SECONDS = 5.0  # due deliveries are picked up within this
 
 
 def create_app(settings: Settings | None = None, *, runtime: Runtime | None = None) -> FastAPI:
@@ -39,9 +43,26 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
             settings.llm_concurrency if settings.llm_enabled else 0
         )
         app.state.runtime = runtime or build_runtime(settings)
+        # The server folds new events into health in the background; tests that inject
+        # a runtime fold on read instead, deterministically.
+        workers: list[HealthWorker | WebhookWorker] = []
+        sender: WebhookSender | None = None
+        if owned:
+            sender = WebhookSender.from_settings(app.state.runtime.webhooks, settings)
+            workers = [
+                HealthWorker(app.state.runtime.health,
+                             interval_seconds=settings.health_poll_seconds),
+                WebhookWorker(sender, interval_seconds=WEBHOOK_POLL_SECONDS),
+            ]
+        for worker in workers:
+            worker.start()
         try:
             yield
         finally:
+            for worker in workers:
+                worker.stop()
+            if sender is not None:
+                sender.close()
             if owned:
                 app.state.runtime.close()
 
@@ -57,6 +78,8 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(health.router)
     app.include_router(conversations.router)
     app.include_router(agent.router)
+    app.include_router(webhooks.router)
+    app.include_router(analytics.router)
     app.include_router(console.router)
     app.include_router(widget.router)
     if settings.widget_origins:
@@ -75,4 +98,6 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
 
 def app_from_environment() -> FastAPI:
     """Factory for ``uvicorn --factory`` (used by ``assistant serve --workers N``)."""
+    # Worker processes never run the CLI's main(): redact their logs here too.
+    install_log_redaction()
     return create_app(get_settings())

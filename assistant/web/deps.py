@@ -114,6 +114,17 @@ def staff(
 StaffDep = Annotated[Principal, Depends(staff)]
 
 
+def admin(principal: StaffDep) -> Principal:
+    """A staff caller with the admin role (analytics, health, webhooks)."""
+    if principal.role != "admin":
+        raise Forbidden("this needs an admin (an agent account with role admin, or the "
+                        "admin token)")
+    return principal
+
+
+AdminDep = Annotated[Principal, Depends(admin)]
+
+
 def acting_agent(principal: StaffDep) -> AgentRecord:
     """The agent behind the request; actions that own conversations need one."""
     if principal.agent is None:

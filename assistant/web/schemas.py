@@ -72,6 +72,9 @@ class MessagePublic(BaseModel):
     citations: list[CitationPublic] = []
     offer_human: bool = False
     author: str | None = Field(None, description="The agent's name on an agent's message.")
+    rateable: bool = Field(
+        False, description="A bot answer the customer can mark 'That helped' (feedback)."
+    )
 
     @classmethod
     def of(cls, record: MessageRecord) -> MessagePublic:
@@ -89,6 +92,9 @@ class MessagePublic(BaseModel):
                 for c in notes.get("citations", [])
             ],
             offer_human=decision.get("action") in {"answer_and_offer_human", "handoff"},
+            # A hand-off notice or an "I couldn't find it" is not an answer to rate.
+            rateable=record.role == "assistant" and decision.get("action") != "handoff"
+            and not notes.get("abstained", False),
         )
 
 
@@ -131,6 +137,15 @@ class CsatCreate(BaseModel):
 
     score: int = Field(..., ge=1, le=5, description="1 (very unhappy) to 5 (very happy)")
     comment: str | None = Field(None, max_length=2000)
+
+
+class FeedbackCreate(BaseModel):
+    """Body of ``POST /v1/conversations/{id}/feedback``: did this answer help?"""
+
+    model_config = ConfigDict(extra="forbid")
+
+    message_id: int = Field(..., ge=1, description="The bot's answer the customer rates.")
+    helpful: bool = Field(..., description="true: 'That helped'; false: 'Didn't help'.")
 
 
 class CsatPublic(BaseModel):

@@ -30,6 +30,7 @@ from assistant.web.schemas import (
     CsatCreate,
     CsatPublic,
     ErrorBody,
+    FeedbackCreate,
     FollowupCreate,
     HandoffPublic,
     MessageCreate,
@@ -266,6 +267,16 @@ def rate(
     return CsatPublic(
         **conversations.rate(conversation, score=body.score, comment=body.comment)
     )
+
+
+@router.post(
+    "/{conversation_id}/feedback", status_code=status.HTTP_204_NO_CONTENT, responses=_ERRORS
+)
+def answer_feedback(
+    conversation: ConversationDep, conversations: ConversationsDep, body: FeedbackCreate
+) -> None:
+    """Say whether a bot answer helped ("That helped" / "Didn't help"); once per answer."""
+    conversations.feedback(conversation, message_id=body.message_id, helpful=body.helpful)
 
 
 @router.get("/{conversation_id}", response_model=ConversationState, responses=_ERRORS)

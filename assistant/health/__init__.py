@@ -1,0 +1,1 @@
+"""Customer health and support metrics, folded from the interaction log."""
