@@ -174,3 +174,16 @@ def session_factory(engine: Engine, *, read_only: bool = False) -> sessionmaker[
     """
     bind = engine.execution_options(**{SQLITE_BEGIN_OPTION: "DEFERRED"}) if read_only else engine
     return sessionmaker(bind=bind, expire_on_commit=False)
+
+
+class EngineStore:
+    """Base of the stores: one engine, write sessions and read-only sessions over it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self._engine = engine
+        self._write = session_factory(engine)
+        self._read = session_factory(engine, read_only=True)
+
+    def dispose(self) -> None:
+        """Close all pooled connections."""
+        self._engine.dispose()

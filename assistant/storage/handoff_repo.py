@@ -23,13 +23,13 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import ColumnElement, CursorResult, Engine, delete, func, select, update
+from sqlalchemy import ColumnElement, CursorResult, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from assistant.errors import Conflict, InvalidInput, NotFound
 from assistant.storage.conversation_rows import add_conversation_event, lock_conversation
-from assistant.storage.db import session_factory
+from assistant.storage.db import EngineStore
 from assistant.storage.records import AgentRecord, HandoffRecord, MessageRecord
 from assistant.storage.tables import (
     OPEN_HANDOFF_STATUSES,
@@ -137,17 +137,12 @@ def _log_first_reply(
     )
 
 
-class HandoffStore:
+class HandoffStore(EngineStore):
     """Agents, their tokens and sessions, and handoffs, over one engine.
 
     Args:
         engine: An engine from :func:`assistant.storage.db.make_engine`, already migrated.
     """
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._write = session_factory(engine)
-        self._read = session_factory(engine, read_only=True)
 
     # -- agents ----------------------------------------------------------------------
 
@@ -1025,10 +1020,6 @@ class HandoffStore:
                 .where(Handoff.agent_id == agent_id, Handoff.status == "assigned")
             )
             return int(count or 0)
-
-    def dispose(self) -> None:
-        """Close all pooled connections."""
-        self._engine.dispose()
 
     # -- helpers ---------------------------------------------------------------------
 

@@ -24,7 +24,7 @@ from sqlalchemy import Engine, func, select
 from sqlalchemy.orm import Session
 
 from assistant.health.model import HealthConfig, fold, new_state, note_evidence, score
-from assistant.storage.db import session_factory
+from assistant.storage.db import EngineStore
 from assistant.storage.tables import (
     ConversationFact,
     Customer,
@@ -55,13 +55,11 @@ class Signal:
     data: dict[str, Any]
 
 
-class HealthStore:
+class HealthStore(EngineStore):
     """Folds new events into health and metrics tables; reads them back."""
 
     def __init__(self, engine: Engine, *, settle_seconds: float | None = None) -> None:
-        self._engine = engine
-        self._write = session_factory(engine)
-        self._read = session_factory(engine, read_only=True)
+        super().__init__(engine)
         if settle_seconds is None:
             settle_seconds = 0.0 if engine.dialect.name == "sqlite" else 2.0
         self._settle = timedelta(seconds=settle_seconds)

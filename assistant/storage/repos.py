@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime, timedelta
 from typing import Any, Protocol, TypeVar
 
-from sqlalchemy import ColumnElement, Engine, func, insert, select, text
+from sqlalchemy import ColumnElement, func, insert, select, text
 from sqlalchemy.exc import IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
@@ -25,7 +25,7 @@ from assistant.errors import (
     NotFound,
 )
 from assistant.storage.conversation_rows import add_conversation_event, lock_conversation
-from assistant.storage.db import session_factory
+from assistant.storage.db import EngineStore
 from assistant.storage.records import (
     BeginOutcome,
     ConversationRecord,
@@ -105,17 +105,12 @@ def _event(row: Event) -> EventRecord:
     )
 
 
-class Store:
+class Store(EngineStore):
     """The assistant's persistence API over one engine (SQLite or PostgreSQL).
 
     Args:
         engine: An engine from :func:`assistant.storage.db.make_engine`, already migrated.
     """
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._write = session_factory(engine)
-        self._read = session_factory(engine, read_only=True)
 
     # -- customers -------------------------------------------------------------------
 
@@ -882,10 +877,6 @@ class Store:
                 return session.execute(text("SELECT 1")).scalar() == 1
         except SQLAlchemyError:
             return False
-
-    def dispose(self) -> None:
-        """Close all pooled connections."""
-        self._engine.dispose()
 
     # -- helpers ---------------------------------------------------------------------
 

@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, Engine, func, select, update
+from sqlalchemy import CursorResult, func, select, update
 
 from assistant.errors import Conflict, InvalidInput, NotFound
-from assistant.storage.db import session_factory
+from assistant.storage.db import EngineStore
 from assistant.storage.tables import WebhookDelivery, new_id, utcnow
 
 DELIVERY_STATUSES = ("pending", "delivered", "failed")
@@ -97,17 +97,12 @@ def _require_aware(value: datetime, what: str) -> None:
         raise InvalidInput(f"{what} must be timezone-aware")
 
 
-class WebhookStore:
+class WebhookStore(EngineStore):
     """The webhook outbox and delivery log over one engine.
 
     Args:
         engine: An engine from :func:`assistant.storage.db.make_engine`, already migrated.
     """
-
-    def __init__(self, engine: Engine) -> None:
-        self._engine = engine
-        self._write = session_factory(engine)
-        self._read = session_factory(engine, read_only=True)
 
     def enqueue(
         self, event: str, url: str, payload: dict[str, Any], *, now: datetime | None = None
@@ -367,6 +362,3 @@ class WebhookStore:
                 counts[status] = int(count)
         return counts
 
-    def dispose(self) -> None:
-        """Close all pooled connections."""
-        self._engine.dispose()
