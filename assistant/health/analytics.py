@@ -154,7 +154,8 @@ def group_gaps(gaps: Sequence[GapRow], embed: Embed | None) -> list[dict[str, An
     for members in groups.values():
         words: Counter[str] = Counter()
         for gap in members:
-            words.update(content_terms(gap.question))
+            # Sorted: ties in the label resolve the same way in every process.
+            words.update(sorted(content_terms(gap.question)))
         intents = Counter(g.intent for g in members if g.intent)
         topics.append({
             "topic": ", ".join(w for w, _ in words.most_common(3)) or "(no words)",

@@ -186,13 +186,15 @@ def score(state: dict[str, Any], now: datetime, config: HealthConfig) -> HealthS
         "frustration": (state["frustration"] or 0.0,
                         "no messages yet" if state["frustration"] is None
                         else f"moving average {state['frustration']:.2f}"),
-        "churn_signals": (min(1.0, churn / CHURN_SATURATION), f"{churn:.2f} recent signals"),
+        "churn_signals": (min(1.0, churn / CHURN_SATURATION),
+                          f"{churn:.2f} recent signals (fading)"),
         "escalations": (min(1.0, escalations / ESCALATION_SATURATION),
-                        f"{escalations:.2f} recent hand-offs"),
+                        f"{escalations:.2f} recent hand-offs (fading)"),
         "unresolved": (min(1.0, open_count / UNRESOLVED_SATURATION),
-                       f"{open_count} open hand-offs"),
+                       f"{open_count} open hand-off{'' if open_count == 1 else 's'}"),
         "contact_frequency": (min(1.0, max(0.0, (recent - baseline) / (2 * floor))),
-                              f"{recent} conversations this week, baseline {baseline:.2f}"),
+                              f"{recent} conversation{'' if recent == 1 else 's'} this week, "
+                              f"baseline {baseline:.2f} a week"),
         "csat": (state["csat"] or 0.0, "no ratings yet" if state["csat"] is None
                  else f"moving average risk {state['csat']:.2f}"),
     }

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -98,10 +98,17 @@ class HealthService:
             updated_at=row.updated_at if row else None,
         )
 
-    def at_risk(self, *, limit: int = 50, bands: Sequence[str] = ("at_risk",)) -> list[HealthRow]:
-        """Customers in ``bands``, lowest score first."""
+    def at_risk(self, *, limit: int = 50, bands: Sequence[str] = ("at_risk",),
+                now: datetime | None = None) -> list[HealthRow]:
+        """Customers in ``bands`` when last folded, with their score *now* (signals age
+        between events, as on the customer's page), lowest first."""
         self.catch_up()
-        return self._health.lowest(bands=bands, limit=limit)
+        now = now or datetime.now(UTC)
+        rows = []
+        for row in self._health.lowest(bands=bands, limit=limit):
+            current = score(row.state, now, self.config)
+            rows.append(replace(row, score=current.score, band=current.band))
+        return sorted(rows, key=lambda r: (r.score, r.customer_id))
 
     def totals(self) -> dict[str, Any]:
         """All-time counters (see :meth:`HealthStore.totals`)."""

@@ -18,8 +18,8 @@ from __future__ import annotations
 import functools
 import hashlib
 import re
-from collections.abc import Callable, Coroutine, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable, Coroutine, Mapping, Sequence
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Annotated, Any
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -32,10 +32,24 @@ from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
 from assistant.agent_auth import csrf_matches, csrf_token
-from assistant.errors import RateLimited, Unauthorized
+from assistant.errors import InvalidInput, NotFound, RateLimited, Unauthorized
+from assistant.health.analytics import Window
+from assistant.health.model import Bands
+from assistant.health.service import TREND_DAYS
 from assistant.live import STAFF_EVENTS
 from assistant.runtime import Runtime
 from assistant.storage.records import AgentRecord, HandoffRecord
+from assistant.web.api.analytics import window
+from assistant.web.charts import (
+    Bar,
+    Series,
+    Zone,
+    days_between,
+    hbar_chart,
+    line_chart,
+    spark_bars,
+    stacked_day_bars,
+)
 from assistant.web.deps import SESSION_COOKIE, get_runtime
 from assistant.web.schemas import HandoffStaff
 
@@ -57,7 +71,9 @@ MAX_FORM_FIELDS = 10
 PRIORITY_NAMES = {0: "routine", 1: "low", 2: "normal", 3: "high", 4: "urgent"}
 _ID = re.compile(r"^[0-9a-f]{1,64}$")
 # Where a sign-in may send the agent afterwards: console pages only, never another site.
-_NEXT = re.compile(r"^/console(?:/conversations/[0-9a-f]{1,64})?$")
+_NEXT = re.compile(
+    r"^/console(?:/conversations/[0-9a-f]{1,64}|/analytics|/customers(?:/[0-9a-f]{1,64})?)?$"
+)
 _STATIC_NAME = re.compile(r"^[a-z0-9_-]+\.(?:js|css)$")
 _STATIC_TYPES = {".js": "text/javascript; charset=utf-8", ".css": "text/css; charset=utf-8"}
 
@@ -160,6 +176,20 @@ def describe(value: Any) -> str:
     return str(value)
 
 
+def stamp(value: Any) -> str:
+    """``3 Nov 2026, 14:05 UTC`` (the script rewrites ``time.js-date`` in local time)."""
+    moment = _parse_time(value)
+    if moment is None:
+        return ""
+    moment = moment.astimezone(UTC)
+    return f"{moment.day} {moment:%b %Y, %H:%M} UTC"
+
+
+def long_day(value: date) -> str:
+    """``3 Nov 2026``."""
+    return f"{value.day} {value:%b %Y}"
+
+
 def helped_text(value: Any) -> str:
     """An article's ``helped`` verdict in words: yes, no or unknown."""
     if value is True:
@@ -180,6 +210,67 @@ def author_label(role: str, author: Any) -> str:
     return role.capitalize()
 
 
+BAND_NAMES = {"healthy": "Healthy", "watch": "Watch", "at_risk": "At risk"}
+BAND_TONES = {"healthy": "ok", "watch": "warn", "at_risk": "danger"}
+LIST_BANDS = ("at_risk", "watch")
+COMPONENT_NAMES = {
+    "sentiment": "Sentiment",
+    "frustration": "Frustration",
+    "churn_signals": "Churn signals",
+    "escalations": "Escalations",
+    "unresolved": "Unresolved hand-offs",
+    "contact_frequency": "Contact frequency",
+    "csat": "Satisfaction ratings",
+}
+EVENT_NAMES = {
+    "conversation.started": "Conversation started",
+    "message.classified": "Customer message",
+    "handoff.enqueued": "Handed to a person",
+    "handoff.resolved": "Hand-off resolved",
+    "handoff.returned": "Returned to the bot",
+    "csat.submitted": "Satisfaction rating",
+}
+QUICK_RANGES = (7, 30, 90)
+GAP_TOPICS_SHOWN = 10
+MOVED_BY_SHOWN = 3
+_DAY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_DAY_FIELDS = {"since": "From", "until": "To"}
+
+
+def percent(rate: Any) -> str:
+    """A rate (0-1) as ``"42%"``; ``"—"`` when it has no denominator (``None``)."""
+    if not isinstance(rate, int | float):
+        return "—"
+    return f"{rate * 100:.0f}%"
+
+
+def seconds_text(value: Any) -> str:
+    """A duration metric: ``"45 s"`` under a minute, else like :func:`format_duration`."""
+    if not isinstance(value, int | float):
+        return "—"
+    return f"{round(value)} s" if value < 60 else format_duration(value)
+
+
+def signed(value: Any) -> str:
+    """A score change with its sign and a real minus: ``"−12"``, ``"+3"``."""
+    number = round(float(value))
+    return f"−{-number}" if number < 0 else f"+{number}"
+
+
+def component_label(name: Any) -> str:
+    """A score component in words: ``csat`` is "Satisfaction ratings"."""
+    text = str(name)
+    return COMPONENT_NAMES.get(text, text.replace("_", " ").capitalize())
+
+
+def customer_label(name: Any, email: Any, external_id: Any) -> str:
+    """What to call a customer: their name, else their email, else the host app's id."""
+    for value in (name, email, external_id):
+        if isinstance(value, str) and value.strip():
+            return value
+    return "Unnamed customer"
+
+
 def _environment() -> jinja2.Environment:
     # Autoescape on for every template, whatever its extension: all data here may be a
     # customer's words. StrictUndefined makes a misspelt variable an error, not a blank.
@@ -198,9 +289,17 @@ def _environment() -> jinja2.Environment:
         http_url=http_url,
         describe=describe,
         helped=helped_text,
+        percent=percent,
+        seconds=seconds_text,
+        signed=signed,
+        stamp=stamp,
+        long_day=long_day,
+        component=component_label,
     )
     env.globals.update(
-        static_url=static_url, priority_names=PRIORITY_NAMES, author_label=author_label
+        static_url=static_url, priority_names=PRIORITY_NAMES, author_label=author_label,
+        band_names=BAND_NAMES, band_tones=BAND_TONES, event_names=EVENT_NAMES,
+        customer_label=customer_label,
     )
     return env
 
@@ -495,6 +594,247 @@ def handoff_state(
     return "closed", "Returned to the bot."
 
 
+# --- analytics and customer health (admins only) ------------------------------------------
+
+def _admin(request: Request, runtime: Runtime) -> tuple[AgentRecord, str] | Response:
+    """The signed-in admin, or the response to send instead: sign-in or a 403 page."""
+    signed_in = _signed_in(request, runtime)
+    if signed_in is None:
+        return _to_login(request)
+    if signed_in[0].role != "admin":
+        return _error_page(request, 403, "Admins only",
+                           "Analytics and customer health are for admins. Ask an admin to "
+                           "give your account the admin role.", signed_in)
+    return signed_in
+
+
+def _parse_day(field: str, value: str | None) -> date | None:
+    """A ``YYYY-MM-DD`` query value (blank means not given).
+
+    Raises:
+        InvalidInput: Not a real date in that form (the message names the field).
+    """
+    if value is None or not value.strip():
+        return None
+    text = value.strip()
+    try:
+        if not _DAY.match(text):
+            raise ValueError(text)
+        return date.fromisoformat(text)
+    except ValueError:
+        shown = text if len(text) <= 40 else text[:40] + "…"
+        raise InvalidInput(f"“{_DAY_FIELDS[field]}” must be a date written YYYY-MM-DD, "
+                           f"not “{shown}”") from None
+
+
+def _last_day(window: Window) -> date:
+    return (window.until - timedelta(microseconds=1)).date()
+
+
+def analytics_view(summary: Mapping[str, Any], window: Window) -> dict[str, Any]:
+    """The analytics page's charts and derived lists, from a summary of ``window``."""
+    days = days_between(window.since.date(), _last_day(window))
+    engaged = int(summary.get("engaged") or 0)
+    escalation = summary["escalation"]
+    reasons = [
+        Bar(label=reason.replace("_", " "), value=item["count"],
+            text=f"{item['count']} · {percent(item['rate'])}", tone="danger")
+        for reason, item in escalation["by_reason"].items()
+    ]
+    csat = summary["csat"]
+    ratings = [
+        Bar(label=label, value=csat[who]["average"] or 0.0, maximum=5.0, tone=tone,
+            text=(f"{csat[who]['average']:.1f} / 5 · {_plural(csat[who]['count'], 'rating')}"
+                  if csat[who]["count"] else "no ratings"))
+        for who, label, tone in (("bot", "Bot only", "accent"),
+                                 ("person", "With a person", "ok"))
+    ]
+    sentiment = {row["day"]: row for row in summary["sentiment_trend"]}
+    series = [
+        Series(name=label, tone=label, values=[
+            int(sentiment.get(day.isoformat(), {}).get(label, 0)) for day in days])
+        for label in ("negative", "neutral", "positive")
+    ]
+    intents = [
+        {**item, "chart": spark_bars(
+            item["trend"], days, ident=f"intent-{index}",
+            title=f"{item['intent'].replace('_', ' ')}: messages per day")}
+        for index, item in enumerate(summary["top_intents"])
+    ]
+    bands = {band: int(summary["customers"].get(band, 0)) for band in BAND_NAMES}
+    topics = summary["knowledge_gaps"]["topics"]
+    return {
+        "days": days,
+        "engaged": engaged,
+        "escalation_chart": hbar_chart(
+            reasons, ident="escalation-reasons",
+            title="Hand-offs by reason (a hand-off counts once per reason)",
+        ) if reasons else None,
+        "csat_chart": hbar_chart(ratings, ident="csat", maximum=5.0,
+                                 title="Average satisfaction rating out of 5, and ratings"),
+        "intents": intents,
+        "sentiment_chart": stacked_day_bars(
+            days, series, ident="sentiment", title="Customer messages per day by sentiment"),
+        "bands": bands,
+        "band_chart": hbar_chart(
+            [Bar(label=BAND_NAMES[band], value=count, text=str(count), tone=BAND_TONES[band])
+             for band, count in bands.items()],
+            ident="bands", title="Customers per health band"),
+        "topics": topics[:GAP_TOPICS_SHOWN],
+        "more_topics": max(len(topics) - GAP_TOPICS_SHOWN, 0),
+    }
+
+
+def _quick_ranges(today: date) -> list[dict[str, str]]:
+    return [{"label": f"Last {n} days",
+             "href": "/console/analytics?" + urlencode(
+                 {"since": (today - timedelta(days=n - 1)).isoformat(),
+                  "until": today.isoformat()})}
+            for n in QUICK_RANGES]
+
+
+@router.get("/console/analytics")
+def analytics_page(request: Request, since: str | None = None,
+                   until: str | None = None) -> Response:
+    """Support metrics over a date range (the last 30 days by default), with charts."""
+    runtime = get_runtime(request)
+    allowed = _admin(request, runtime)
+    if isinstance(allowed, Response):
+        return allowed
+    agent, session = allowed
+    context: dict[str, Any] = {
+        "agent": agent, "csrf": csrf_token(session), "title": "Analytics", "error": None,
+        "summary": None, "view": None, "since": since or "", "until": until or "",
+        "quick_ranges": _quick_ranges(datetime.now(UTC).date()),
+    }
+    try:
+        first, last = _parse_day("since", since), _parse_day("until", until)
+    except InvalidInput as exc:
+        return _page(request, "console/analytics.html", {**context, "error": str(exc)},
+                     status_code=400)
+    try:
+        chosen = window(first, last)
+    except InvalidInput as exc:
+        return _page(request, "console/analytics.html",
+                     {**context, "error": _capitalised(str(exc))}, status_code=422)
+    summary = runtime.analytics.summary(chosen, now=datetime.now(UTC))
+    context.update(
+        summary=summary, view=analytics_view(summary, chosen),
+        since=chosen.since.date().isoformat(), until=_last_day(chosen).isoformat(),
+        first_day=chosen.since.date(), last_day=_last_day(chosen),
+    )
+    return _page(request, "console/analytics.html", context)
+
+
+def moved_by(evidence: Sequence[Mapping[str, Any]],
+             limit: int = MOVED_BY_SHOWN) -> list[dict[str, Any]]:
+    """The conversations that moved a score, newest first, with their total change.
+
+    ``evidence`` is newest first; one conversation usually moves a score several times
+    (each message, the hand-off), so its entries are added up into one line.
+    """
+    moved: dict[str, dict[str, Any]] = {}
+    for item in evidence:
+        conversation_id = item.get("conversation_id")
+        if not conversation_id:
+            continue
+        line = moved.get(conversation_id)
+        if line is None:
+            if len(moved) == limit:
+                continue
+            line = moved[conversation_id] = {"conversation_id": conversation_id, "delta": 0,
+                                             "components": [], "at": item.get("at")}
+        line["delta"] += int(item.get("delta") or 0)
+        for name in item.get("components") or []:
+            if name not in line["components"]:
+                line["components"].append(name)
+    return list(moved.values())
+
+
+@router.get("/console/customers")
+def customers_page(request: Request, band: str = "at_risk") -> Response:
+    """The at-risk list (``?band=watch``: the watch list), lowest score first."""
+    runtime = get_runtime(request)
+    allowed = _admin(request, runtime)
+    if isinstance(allowed, Response):
+        return allowed
+    agent, session = allowed
+    if band not in LIST_BANDS:
+        return _error_page(request, 400, "Unknown band",
+                           "The customer lists are “at_risk” and “watch”.", allowed)
+    rows = runtime.health.at_risk(limit=100, bands=(band,))
+    customers = [
+        {"row": row, "label": customer_label(row.name, row.email, row.external_id),
+         "moved_by": moved_by(list(reversed(row.state.get("evidence", []))))}
+        for row in rows
+    ]
+    return _page(request, "console/customers.html", {
+        "agent": agent, "csrf": csrf_token(session), "band": band, "customers": customers,
+        "counts": runtime.health.band_counts(), "bands": runtime.health.config.bands,
+        "title": f"Customers · {BAND_NAMES[band]}",
+    })
+
+
+def customer_view(health: Mapping[str, Any], *, today: date, bands: Bands) -> dict[str, Any]:
+    """The customer page's component rows and trend chart, from ``CustomerHealthView``."""
+    components = []
+    # A component can lose at most its share of the weights: the length of its bar.
+    weight_total = sum(c["weight"] for c in health["components"].values()) or 1.0
+    for name, part in health["components"].items():
+        most = 100 * part["weight"] / weight_total
+        components.append({
+            "name": name, "label": component_label(name),
+            "points_lost": part["points_lost"], "most": most, "detail": part["detail"],
+            "chart": hbar_chart(
+                [Bar(label=component_label(name), value=part["points_lost"],
+                     maximum=most, tone="danger" if part["points_lost"] >= 1 else "accent",
+                     text=f"{part['points_lost']:.1f} of {most:.0f}")],
+                ident=f"component-{name}", width=330, label_width=0,
+                maximum=most or 1.0,
+                title=f"{component_label(name)}: {part['points_lost']:.1f} of "
+                      f"{most:.0f} points lost"),
+        })
+    components.sort(key=lambda c: -c["points_lost"])
+    first = today - timedelta(days=TREND_DAYS - 1)
+    points = [(date.fromisoformat(p["day"]), float(p["score"])) for p in health["trend"]]
+    # The score now, decayed since the last event, ends the line at today.
+    points = [p for p in points if p[0] != today] + [(today, float(health["score"]))]
+    zones = [
+        Zone(low=0, high=bands.watch, tone="danger", name="At risk"),
+        Zone(low=bands.watch, high=bands.healthy, tone="warn", name="Watch"),
+        Zone(low=bands.healthy, high=100, tone="ok", name="Healthy"),
+    ]
+    return {
+        "components": components,
+        "trend_chart": line_chart(points, first=first, last=today, ident="trend", zones=zones,
+                                  title=f"Health score per day over the last {TREND_DAYS} "
+                                        "days (0-100)"),
+    }
+
+
+@router.get("/console/customers/{customer_id}")
+def customer_page(request: Request, customer_id: str) -> Response:
+    """One customer's health: score, components, 90-day trend, what moved it."""
+    runtime = get_runtime(request)
+    allowed = _admin(request, runtime)
+    if isinstance(allowed, Response):
+        return allowed
+    agent, session = allowed
+    try:
+        health = runtime.health.customer(customer_id[:255]).as_dict()
+    except NotFound:
+        return _error_page(request, 404, "Customer not found",
+                           "There is no customer with that id.", allowed)
+    customer = health["customer"]
+    label = customer_label(customer["name"], customer["email"], customer["external_id"])
+    return _page(request, "console/customer.html", {
+        "agent": agent, "csrf": csrf_token(session), "health": health, "label": label,
+        "view": customer_view(health, today=datetime.now(UTC).date(),
+                              bands=runtime.health.config.bands),
+        "title": f"Customer health · {label}",
+    })
+
+
 # --- helpers -------------------------------------------------------------------------------
 
 
@@ -522,6 +862,10 @@ def _end_previous_session(runtime: Runtime, previous: str, agent: AgentRecord) -
 def _latest_event(runtime: Runtime, conversation_id: str) -> int:
     """The id of the conversation's newest staff-stream event (0 when none)."""
     return runtime.store.latest_event_id(STAFF_EVENTS, conversation_id=conversation_id)
+
+
+def _plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def _capitalised(text: str) -> str:
