@@ -42,6 +42,12 @@ from assistant.storage.tables import (
 CURSOR = "health"
 RECONTACT_WINDOW = timedelta(days=7)
 # Intents that say nothing about what the conversation is about.
+# Events that change health; the rest only touch facts, counts or gaps.
+MOVES_HEALTH = frozenset({"conversation.started", "message.classified", "handoff.enqueued",
+                          "handoff.resolved", "handoff.returned", "csat.submitted"})
+# Events the projector reads at all (retrievals, decisions, model calls... are skipped).
+FOLDED = MOVES_HEALTH | frozenset({"handoff.claimed", "agent.message", "answer.feedback",
+                                   "answer.composed"})
 GENERIC_INTENTS = frozenset(
     {"unknown", "greeting", "thanks_goodbye", "human_request", "out_of_scope", "complaint"}
 )
@@ -278,30 +284,45 @@ class _Batch:
         self.config = config
         self.urls = list(urls)
         self.health: dict[str, CustomerHealth | None] = {}
+        # Each customer's state is copied once per batch and written back at the end: a
+        # deep copy per event was most of the projector's time.
+        self.states: dict[str, dict[str, Any]] = {}
+        self.history: dict[tuple[str, str], HealthHistory] = {}
         self.facts: dict[str, ConversationFact | None] = {}
         self.counts: dict[tuple[str, str], int] = {}
 
     def fold(self, events: list[Event]) -> None:
-        for event in events:
-            self._fact(event)
-            self._count(event)
-            self._gap(event)
-            self._health(event)
-            if event.type == "handoff.enqueued" and not event.payload.get("merged"):
-                self._signal(Signal("conversation.handed_off", {
-                    "conversation_id": event.conversation_id,
-                    "customer_id": event.customer_id,
-                    "team": event.payload.get("team"),
-                    "priority": event.payload.get("priority"),
-                    "reasons": event.payload.get("reasons") or [],
-                }), event.created_at)
-            if event.type == "message.classified" and event.payload.get("churn_signals"):
-                self._signal(Signal("churn.signal", {
-                    "conversation_id": event.conversation_id,
-                    "customer_id": event.customer_id,
-                    "signals": event.payload["churn_signals"],
-                }), event.created_at)
+        # Lookups must not flush every pending change first; the few queries that need
+        # this batch's rows flush explicitly.
+        with self.session.no_autoflush:
+            for event in events:
+                if event.type in FOLDED:
+                    self._fold_one(event)
+        for customer_id, state in self.states.items():
+            row = self.health[customer_id]
+            if row is not None:
+                row.state = state  # a new object, so the JSON column is written
         self._write_counts()
+
+    def _fold_one(self, event: Event) -> None:
+        self._fact(event)
+        self._count(event)
+        self._gap(event)
+        self._health(event)
+        if event.type == "handoff.enqueued" and not event.payload.get("merged"):
+            self._signal(Signal("conversation.handed_off", {
+                "conversation_id": event.conversation_id,
+                "customer_id": event.customer_id,
+                "team": event.payload.get("team"),
+                "priority": event.payload.get("priority"),
+                "reasons": event.payload.get("reasons") or [],
+            }), event.created_at)
+        if event.type == "message.classified" and event.payload.get("churn_signals"):
+            self._signal(Signal("churn.signal", {
+                "conversation_id": event.conversation_id,
+                "customer_id": event.customer_id,
+                "signals": event.payload["churn_signals"],
+            }), event.created_at)
 
     # -- customer health ---------------------------------------------------------------
 
@@ -317,9 +338,11 @@ class _Batch:
                 self.session.add(row)
             self.health[customer_id] = row
         row = self.health[customer_id]
-        if row is None:  # the customer was erased; their events are history
+        if row is None or event.type not in MOVES_HEALTH:  # erased customers are history
             return
-        state = copy.deepcopy(row.state)
+        if customer_id not in self.states:
+            self.states[customer_id] = copy.deepcopy(row.state)
+        state = self.states[customer_id]
         before = score(state, event.created_at, self.config)
         moved = fold(state, type=event.type, payload=event.payload,
                      conversation_id=event.conversation_id, at=event.created_at,
@@ -330,15 +353,16 @@ class _Batch:
         note_evidence(state, before=before.score, after=after.score, moved=moved,
                       event_type=event.type, conversation_id=event.conversation_id,
                       at=event.created_at)
-        row.state = state  # a new dict, so the JSON column is seen as changed
         row.score, row.band, row.updated_at = after.score, after.band, event.created_at
         day = event.created_at.date().isoformat()
-        history = self.session.get(HealthHistory, (customer_id, day))
+        history = self.history.get((customer_id, day)) or self.session.get(
+            HealthHistory, (customer_id, day))
         if history is None:
-            self.session.add(HealthHistory(customer_id=customer_id, day=day,
-                                           score=after.score, band=after.band))
-        else:
-            history.score, history.band = after.score, after.band
+            history = HealthHistory(customer_id=customer_id, day=day, score=after.score,
+                                    band=after.band)
+            self.session.add(history)
+        history.score, history.band = after.score, after.band
+        self.history[(customer_id, day)] = history
         if after.band == "at_risk" and before.band != "at_risk":
             self._signal(Signal("customer.at_risk", {
                 "customer_id": customer_id,
@@ -405,6 +429,7 @@ class _Batch:
         of the last 7 days were not durably resolved."""
         if fact.customer_id is None:
             return
+        self.session.flush()  # this batch's conversations count too
         earlier = self.session.scalars(
             select(ConversationFact).where(
                 ConversationFact.customer_id == fact.customer_id,
