@@ -149,12 +149,13 @@ class HealthStore(EngineStore):
 
     def facts(self, *, since: datetime, until: datetime) -> list[FactRow]:
         """The conversation facts of conversations started in ``[since, until)``."""
+        # Plain rows, not ORM objects: a 90-day summary reads tens of thousands of them.
+        table = ConversationFact.__table__
         with self._read() as session:
-            rows = session.scalars(
-                select(ConversationFact)
-                .where(ConversationFact.started_at >= since, ConversationFact.started_at < until)
+            rows = session.execute(
+                select(table).where(table.c.started_at >= since, table.c.started_at < until)
             )
-            return [_fact_row(r) for r in rows]
+            return [FactRow(**row._mapping) for row in rows]
 
     def counts(self, *, since: str, until: str, prefix: str) -> list[tuple[str, str, int]]:
         """``(day, key, count)`` of daily counters whose key starts with ``prefix``."""
@@ -262,17 +263,6 @@ def _health_row(health: CustomerHealth, customer: Customer | None) -> HealthRow:
         plan=customer.plan if customer else None,
         score=health.score, band=health.band, state=dict(health.state),
         updated_at=health.updated_at,
-    )
-
-
-def _fact_row(row: ConversationFact) -> FactRow:
-    return FactRow(
-        conversation_id=row.conversation_id, customer_id=row.customer_id,
-        started_at=row.started_at, topic=row.topic, customer_messages=row.customer_messages,
-        handed_off=row.handed_off, reasons=list(row.reasons or []), helpful=row.helpful,
-        recontacted=row.recontacted, csat=row.csat, csat_by=row.csat_by,
-        handoff_at=row.handoff_at, claimed_at=row.claimed_at,
-        first_human_reply_at=row.first_human_reply_at, resolved_at=row.resolved_at,
     )
 
 
