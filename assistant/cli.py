@@ -22,6 +22,7 @@ from assistant.cli_console import err, out
 from assistant.cli_doctor import doctor_command
 from assistant.cli_eval import eval_command
 from assistant.cli_export import export_command
+from assistant.cli_privacy import audit_app, customers_app, retention_app
 from assistant.cli_understanding import intents_app, policy_app, sentiment_app
 from assistant.cli_webhooks import webhooks_app
 from assistant.config import Settings, export_to_environment, get_settings
@@ -42,6 +43,9 @@ app.add_typer(sentiment_app, name="sentiment")
 app.add_typer(policy_app, name="policy")
 app.add_typer(agents_app, name="agents")
 app.add_typer(webhooks_app, name="webhooks")
+app.add_typer(customers_app, name="customers")
+app.add_typer(retention_app, name="retention")
+app.add_typer(audit_app, name="audit")
 app.command("eval")(eval_command)
 app.command("doctor")(doctor_command)
 app.command("export")(export_command)

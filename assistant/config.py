@@ -116,6 +116,23 @@ class Settings(BaseSettings):
         60, ge=1, description="A pending idempotent request older than this may be resumed."
     )
 
+    retention_messages_days: int | None = Field(
+        None, ge=1, description="`assistant retention run` deletes message text older than "
+        "this many days (messages, gap questions, hand-off evidence); unset keeps it.",
+    )
+    retention_events_days: int | None = Field(
+        None, ge=1, description="`assistant retention run` deletes interaction events (once "
+        "folded into health and metrics) and finished webhook deliveries older than this.",
+    )
+    retention_audit_days: int | None = Field(
+        None, ge=1, description="`assistant retention run` deletes audit entries older than "
+        "this; unset keeps the audit log forever.",
+    )
+    kb_refresh_seconds: float = Field(
+        5.0, ge=0.0, description="How often a server checks whether another process "
+        "ingested the KB (0: on every search).",
+    )
+
     widget_secret: SecretStr | None = Field(
         None, description="HMAC secret for identity verification of signed-in customers."
     )

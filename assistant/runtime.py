@@ -28,9 +28,11 @@ from assistant.kb.ingest import IngestReport
 from assistant.live import LiveFeed
 from assistant.llm import ChatModel, build_chat_model
 from assistant.policy import load_policy
+from assistant.privacy import PrivacyService
 from assistant.storage.db import make_engine, migrate
 from assistant.storage.handoff_repo import HandoffStore
 from assistant.storage.health_repo import HealthStore
+from assistant.storage.privacy_repo import PrivacyStore
 from assistant.storage.repos import Store
 from assistant.storage.webhook_repo import WebhookStore
 from assistant.understanding.components import build_classifier
@@ -54,6 +56,7 @@ class Runtime:
     health: HealthService
     analytics: AnalyticsService
     webhooks: WebhookStore
+    privacy: PrivacyService
     chat_model: ChatModel | None = None
 
     def ingest(self, *, rebuild: bool = False) -> IngestReport:
@@ -144,4 +147,5 @@ def build_runtime(
         health=health,
         analytics=analytics,
         webhooks=WebhookStore(db),
+        privacy=PrivacyService(store=PrivacyStore(db), index=kb.index),
     )

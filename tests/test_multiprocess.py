@@ -5,20 +5,18 @@ listening on the other. Run on SQLite and, when configured, on PostgreSQL."""
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
-import sys
 import time
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from pathlib import Path
 
 import httpx
 import pytest
 from conftest import ADMIN_TOKEN, Backend, auth, sqlite_backend, write_kb
 from conftest import _postgres_backend as postgres_backend
+from servers import ASSISTANT, free_port, wait_until_up
 from test_live_stream import parse, take
 
 from assistant.identity import hash_token, new_conversation_token
@@ -26,34 +24,12 @@ from assistant.passwords import hash_password
 
 CLAIMERS = 50
 ROUNDS = 8
-ASSISTANT = Path(sys.executable).parent / "assistant"
 
 
 @dataclass(frozen=True)
 class Cluster:
     urls: list[str]
     backend: Backend
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def wait_until_up(url: str, process: subprocess.Popen, log: Path) -> None:
-    # A child process offers no event to wait on; poll its health endpoint.
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"server exited:\n{log.read_text()[-3000:]}")
-        try:
-            if httpx.get(url + "/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise AssertionError(f"server did not start:\n{log.read_text()[-3000:]}")
 
 
 @pytest.fixture(scope="module",

@@ -131,6 +131,14 @@ def article_id_for(path: Path, kb_dir: Path) -> str:
 def load_article(path: Path, kb_dir: Path) -> Article:
     """Read and validate one file. Raises :class:`IngestError` with a reason on any problem."""
     article_id = article_id_for(path, kb_dir)
+    # A symlink must not pull in a file from outside the KB (an article id is a path
+    # under the KB dir, and only that).
+    if not path.resolve().is_relative_to(kb_dir.resolve()):
+        raise IngestError(article_id, "file links outside the knowledge-base directory")
+    # Check the size before reading: a huge file must not be read into memory first.
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise IngestError(article_id, f"file is {size} bytes; the limit is {MAX_FILE_BYTES}")
     raw = path.read_bytes()
     if len(raw) > MAX_FILE_BYTES:
         raise IngestError(article_id, f"file is {len(raw)} bytes; the limit is {MAX_FILE_BYTES}")

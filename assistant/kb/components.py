@@ -51,5 +51,6 @@ def build_knowledge_base(
             embedder=embedder,
             mode=mode,
             exact_search_max_chunks=settings.exact_search_max_chunks,
+            refresh_seconds=settings.kb_refresh_seconds,
         ),
     )

@@ -97,6 +97,8 @@ class Ingestor:
         for article_id in sorted(set(manifest) - seen):
             self._index.delete_article(article_id)
             report.removed += 1
+        if rebuild or report.changed:
+            self._index.bump_generation()
         report.seconds = time.perf_counter() - started
         return report
 

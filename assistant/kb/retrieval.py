@@ -11,6 +11,7 @@ from __future__ import annotations
 import math
 import re
 import threading
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -187,6 +188,7 @@ class HybridRetriever:
         embedder: Embedder,
         mode: str = "hybrid",
         exact_search_max_chunks: int = 50_000,
+        refresh_seconds: float = 5.0,
     ) -> None:
         if mode not in {"hybrid", "dense", "lexical"}:
             raise ValueError(f"unknown retrieval mode {mode!r}")
@@ -196,15 +198,35 @@ class HybridRetriever:
         self._exact_max = exact_search_max_chunks
         self._lock = threading.Lock()
         self._snapshot = _Snapshot([], None)
+        self._refresh_seconds = refresh_seconds
+        self._generation = -1
+        self._checked_at = 0.0
         self.refresh()
 
     def refresh(self) -> None:
         """Reload chunks (and vectors) from the vector store, after an ingest anywhere."""
+        generation = self._index.generation()
         exact = self._exact_max > 0 and self._index.count() <= self._exact_max
         chunks, matrix = self._index.snapshot(with_vectors=exact)
         snapshot = _Snapshot(chunks, matrix)
         with self._lock:
             self._snapshot = snapshot
+            self._generation = generation
+            self._checked_at = time.monotonic()
+
+    def refresh_if_changed(self) -> bool:
+        """Reload when another process ingested since; checked at most every few seconds.
+
+        Returns whether it reloaded.
+        """
+        now = time.monotonic()
+        if now - self._checked_at < self._refresh_seconds:
+            return False
+        self._checked_at = now
+        if self._index.generation() == self._generation:
+            return False
+        self.refresh()
+        return True
 
     @property
     def size(self) -> int:
@@ -228,6 +250,7 @@ class HybridRetriever:
         query_vector: Vector | None = None,
     ) -> Candidates:
         """Raw dense and lexical candidate lists (positions into ``chunks``) before fusion."""
+        self.refresh_if_changed()
         with self._lock:
             snapshot = self._snapshot
         mask = snapshot.mask(audience)

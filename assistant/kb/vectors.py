@@ -7,6 +7,7 @@ and every worker sharing a Chroma server sees the same knowledge base.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlparse
@@ -72,6 +73,9 @@ class DenseHit:
     similarity: float
 
 
+_GENERATION = "generation"
+
+
 class ChromaIndex:
     """Chunk storage and nearest-neighbour search in one Chroma collection."""
 
@@ -89,9 +93,30 @@ class ChromaIndex:
                 f"{embedder.model_id!r}; run `assistant ingest --rebuild`"
             )
 
+        # One record beside the chunks: a counter every ingest that changed something
+        # bumps, so other processes (workers sharing a Chroma server) notice and reload.
+        self._state = client.get_or_create_collection(
+            name=f"{collection}__state", metadata={"purpose": "generation counter"}
+        )
+
     def count(self) -> int:
         """Number of chunks stored."""
         return self._collection.count()
+
+    def generation(self) -> int:
+        """The KB's version: grows by one with every ingest that changed the index."""
+        found = self._state.get(ids=[_GENERATION], include=["metadatas"])
+        metadatas = found["metadatas"] or []
+        return int(str(metadatas[0].get("generation") or 0)) if metadatas else 0
+
+    def bump_generation(self) -> int:
+        """Mark the index as changed for every process that searches it; the new value."""
+        value = self.generation() + 1
+        # The state collection holds no searchable vectors; Chroma still wants one.
+        vector: list[Sequence[float]] = [[1.0]]
+        self._state.upsert(ids=[_GENERATION], embeddings=vector,
+                           metadatas=[{"generation": value}])
+        return value
 
     def manifest(self) -> dict[str, str]:
         """article id -> content hash of every ingested article."""
@@ -124,6 +149,18 @@ class ChromaIndex:
         matrix = np.asarray(stored, dtype=np.float32)[order]
         return chunks, matrix
 
+    def article_chunks(self, article_id: str) -> list[Chunk]:
+        """The chunks of one article, in order (empty when it is not indexed)."""
+        where: Any = {"article_id": article_id}
+        result = self._collection.get(where=where, include=["metadatas", "documents"])
+        chunks = [
+            _chunk_from(cid, doc, meta)
+            for cid, doc, meta in zip(
+                result["ids"], result["documents"] or [], result["metadatas"] or [], strict=True
+            )
+        ]
+        return sorted(chunks, key=lambda c: c.position)
+
     def upsert(self, chunks: list[Chunk], vectors: Embeddings) -> None:
         """Store chunks with their precomputed vectors."""
         if not chunks:
@@ -140,6 +177,18 @@ class ChromaIndex:
         ids = self._collection.get(include=[])["ids"]
         for start in range(0, len(ids), 5000):
             self._collection.delete(ids=ids[start : start + 5000])
+
+    def delete_customer(self, customer_id: str) -> int:
+        """Remove every vector that names ``customer_id`` in its metadata; how many.
+
+        KB chunks never do today; this keeps erasure complete if customer content (for
+        example resolved conversations) is ever indexed beside them.
+        """
+        where: Any = {"customer_id": customer_id}
+        found = self._collection.get(where=where, include=[])
+        if found["ids"]:
+            self._collection.delete(ids=found["ids"])
+        return len(found["ids"])
 
     def delete_article(self, article_id: str) -> None:
         """Remove every chunk of one article."""

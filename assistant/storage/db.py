@@ -43,6 +43,9 @@ _SQLITE_PRAGMAS = (
     "PRAGMA foreign_keys=ON",
     "PRAGMA busy_timeout=10000",
     "PRAGMA synchronous=NORMAL",
+    # Deleted rows are overwritten, not left in free pages: an erased customer must not
+    # be recoverable from the database file (SECURITY.md #22).
+    "PRAGMA secure_delete=ON",
 )
 
 

@@ -389,3 +389,26 @@ class WebhookDelivery(Base):
 
 
 Index("ix_webhook_deliveries_due", WebhookDelivery.status, WebhookDelivery.next_attempt_at)
+
+
+# -- privacy (issue 9) ---------------------------------------------------------------------
+
+
+class AuditEntry(Base):
+    """One staff or operator action: who did what to which target, and how it ended.
+
+    It never holds personal data: targets are opaque ids (an erased customer's id only as
+    a sha256), details are counts and codes, never message text.
+    """
+
+    __tablename__ = "audit_log"
+    __table_args__ = ({"sqlite_autoincrement": True},)
+
+    id: Mapped[int] = mapped_column(BigIntegerPK, primary_key=True, autoincrement=True)
+    at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow, index=True)
+    # "agent:<id>", "admin-token" or "cli:<user>"
+    actor: Mapped[str] = mapped_column(String(100), index=True)
+    action: Mapped[str] = mapped_column(String(200), index=True)
+    target: Mapped[str | None] = mapped_column(String(200))
+    outcome: Mapped[str] = mapped_column(String(16))  # "ok" | "denied" | "failed"
+    details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)

@@ -19,7 +19,8 @@ from assistant.health.service import HealthWorker
 from assistant.redaction import install_log_redaction
 from assistant.runtime import Runtime, build_runtime
 from assistant.web import console, widget
-from assistant.web.api import agent, analytics, conversations, health, webhooks
+from assistant.web.api import agent, analytics, conversations, health, kb, privacy, webhooks
+from assistant.web.audit import AuditMiddleware
 from assistant.web.errors import install_error_handlers
 from assistant.web.limits import BodySizeLimit
 from assistant.web.rate_limits import RateLimiter
@@ -75,11 +76,14 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.rate_limiter = RateLimiter()
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(AuditMiddleware)
     app.include_router(health.router)
     app.include_router(conversations.router)
     app.include_router(agent.router)
     app.include_router(webhooks.router)
     app.include_router(analytics.router)
+    app.include_router(kb.router)
+    app.include_router(privacy.router)
     app.include_router(console.router)
     app.include_router(widget.router)
     if settings.widget_origins:

@@ -68,12 +68,29 @@ class Principal:
     agent: AgentRecord | None
     session_token: str | None = None
 
+    @property
+    def actor(self) -> str:
+        """How the audit log names this caller."""
+        return f"agent:{self.agent.id}" if self.agent else "admin-token"
+
 
 def staff(
     request: Request,
     runtime: RuntimeDep,
     authorization: Annotated[str | None, Header()] = None,
     x_csrf_token: Annotated[str | None, Header()] = None,
+) -> Principal:
+    """A staff caller, also recorded on the request for the audit log (see ``audit``)."""
+    principal = _staff(request, runtime, authorization, x_csrf_token)
+    request.state.audit_actor = principal.actor
+    return principal
+
+
+def _staff(
+    request: Request,
+    runtime: Runtime,
+    authorization: str | None,
+    x_csrf_token: str | None,
 ) -> Principal:
     """A staff caller: a bearer token (admin, or an agent's API token) or a console session.
 
