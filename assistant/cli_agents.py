@@ -20,6 +20,7 @@ from assistant.identity import hash_token, new_conversation_token
 from assistant.passwords import hash_password
 from assistant.storage.db import make_engine, migrate
 from assistant.storage.handoff_repo import HandoffStore
+from assistant.storage.privacy_repo import PrivacyStore
 
 agents_app = typer.Typer(help="Manage agent and admin accounts.", no_args_is_help=True)
 
@@ -28,6 +29,18 @@ def _store() -> HandoffStore:
     engine = make_engine(get_settings().resolved_database_url)
     migrate(engine)
     return HandoffStore(engine)
+
+
+def _audit(action: str, agent_id: str, **details: str) -> None:
+    """Record an account change in the audit log (ids only; never a password or token)."""
+    from assistant.cli_privacy import cli_actor
+
+    engine = make_engine(get_settings().resolved_database_url)
+    try:
+        PrivacyStore(engine).audit(actor=cli_actor(), action=action, target=f"agent:{agent_id}",
+                                   details=dict(details))
+    finally:
+        engine.dispose()
 
 
 def _fail(message: str) -> typer.Exit:
@@ -83,6 +96,7 @@ def agents_create(
         )
     except AssistantError as exc:
         raise _fail(str(exc)) from exc
+    _audit("agent.create", agent.id, role=agent.role)
     out.print(f"created {agent.role} {agent.email} ({agent.id}), teams {', '.join(agent.teams)}")
     if generated:
         err.print("one-time password (shown once; sign in at /console/login):")
@@ -107,6 +121,7 @@ def agents_password(
         ended = store.set_password(agent.id, hash_password(password))
     except AssistantError as exc:
         raise _fail(str(exc)) from exc
+    _audit("agent.password", agent.id)
     out.print(f"password changed for {agent.email}; {ended} session(s) signed out")
     if generated:
         err.print("new one-time password (shown once):")
@@ -169,5 +184,6 @@ def agents_token(
         store.add_token(agent.id, hash_token(token), name)
     except AssistantError as exc:
         raise _fail(str(exc)) from exc
+    _audit("agent.token", agent.id, name=name)
     err.print(f"API token for {agent.email} ({name}); shown once, keep it secret:")
     out.print(token)

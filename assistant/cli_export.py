@@ -26,6 +26,7 @@ from assistant.cli_console import err
 from assistant.config import get_settings
 from assistant.redaction import redact, redact_value
 from assistant.storage.db import make_engine, migrate
+from assistant.storage.privacy_repo import PrivacyStore
 from assistant.storage.records import EventRecord, MessageRecord
 from assistant.storage.repos import Store
 
@@ -194,6 +195,11 @@ def export_command(
         raise typer.Exit(1) from None
     finally:
         store.dispose()
+    from assistant.cli_privacy import cli_actor
+
+    PrivacyStore(engine).audit(actor=cli_actor(), action="export", details={
+        "what": what, "rows": count, "since": since, "until": until, "format": str(fmt)})
+    engine.dispose()
     err.print(f"exported {count} {what}" + (f" to {out_path}" if out_path else ""))
 
 

@@ -283,3 +283,34 @@ def test_cli_erases_runs_retention_and_lists_the_audit_log(
     assert actions.count("customer.erase") == 2 and "retention.run" in actions
     assert all(e["actor"].startswith("cli") for e in json.loads(listed.stdout)
                if e["action"] in ("customer.erase", "retention.run"))
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_account_changes_and_exports_from_the_cli_are_audited(db_runtime: Runtime) -> None:
+    runner = CliRunner()
+    created = runner.invoke(cli, ["agents", "create", "Robin Roe", "--email", "robin@example.com"])
+    assert created.exit_code == 0, created.output
+    assert runner.invoke(cli, ["agents", "token", "--email", "robin@example.com"]).exit_code == 0
+    assert runner.invoke(cli, ["agents", "password", "robin@example.com"]).exit_code == 0
+    assert runner.invoke(cli, ["export", "--messages"]).exit_code == 0
+    entries = db_runtime.privacy.audit_log(limit=100)
+    assert [e.action for e in entries] == ["agent.create", "agent.token", "agent.password",
+                                           "export"]
+    agent = db_runtime.handoffs.agent_by_email("robin@example.com")
+    assert agent is not None and entries[0].target == f"agent:{agent.id}"
+    assert "robin@example.com" not in json.dumps([e.as_dict() for e in entries])
+
+
+def test_console_sign_ins_are_audited(api: TestClient, db_runtime: Runtime) -> None:
+    agent = make_agent(db_runtime)
+    origin = {"Origin": str(api.base_url)}
+    wrong = api.post("/console/login", data={"email": agent.email, "password": "nope nope"},
+                     headers=origin, follow_redirects=False)
+    assert wrong.status_code == 401
+    right = api.post("/console/login", data={"email": agent.email, "password": agent.password},
+                     headers=origin, follow_redirects=False)
+    assert right.status_code == 303
+    entries = db_runtime.privacy.audit_log(action="POST /console/login")
+    assert [(e.actor, e.outcome) for e in entries] == [("unknown", "denied"),
+                                                       (f"agent:{agent.id}", "ok")]
+    assert agent.email not in json.dumps([e.as_dict() for e in entries])

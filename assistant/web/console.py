@@ -441,6 +441,9 @@ async def login(request: Request) -> Response:
     if not email or not password:
         return _login_page(request, email=email, next_url=next_url,
                            error="Enter your email and password.", status_code=400)
+    # Sign-ins are audited (by AuditMiddleware) whatever the outcome; failed ones name no
+    # one, since a mistyped email may be anything.
+    request.state.audit_actor = "unknown"
     try:
         # Password hashing is slow on purpose; keep it off the event loop.
         signed = await run_in_threadpool(runtime.auth.sign_in, email, password)
@@ -450,6 +453,7 @@ async def login(request: Request) -> Response:
     except Unauthorized:
         return _login_page(request, email=email, next_url=next_url, error=WRONG_CREDENTIALS,
                            status_code=401)
+    request.state.audit_actor = f"agent:{signed.agent.id}"
     previous = request.cookies.get(SESSION_COOKIE)
     if previous:
         await run_in_threadpool(_end_previous_session, runtime, previous, signed.agent)
