@@ -12,7 +12,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from assistant.answer.llm import ReplyStream
@@ -185,6 +185,10 @@ class ConversationService:
             on_stored(outcome.customer_message)
         if outcome.kind == "held":
             self._understand_held(conversation, outcome.customer_message)
+        if outcome.kind == "replay" and outcome.reply_message is not None:
+            # The first attempt may have died between storing "a person is coming" and
+            # queueing the hand-off: the retry keeps that promise.
+            self._keep_handoff_promise(outcome.reply_message)
         if outcome.kind in {"replay", "held"}:
             return PostedMessage(
                 outcome.customer_message,
@@ -265,6 +269,36 @@ class ConversationService:
         return self._handoffs.availability(
             decision.get("team") or "support", int(decision.get("priority") or 0)
         )
+
+    def repair_promised_handoffs(self, *, since: timedelta = timedelta(days=2)) -> int:
+        """Queue every hand-off a stored bot reply promised but nothing queued; how many.
+
+        A reply is committed before its hand-off is queued (in a second transaction); a
+        crash in between, or a failed enqueue, would leave the customer told that a person
+        is coming while none is. Servers run this at start-up.
+        """
+        if self._handoffs is None:
+            return 0
+        repaired = 0
+        for reply in self._store.latest_bot_replies(since=datetime.now(UTC) - since):
+            if self._keep_handoff_promise(reply) is not None:
+                repaired += 1
+        return repaired
+
+    def _keep_handoff_promise(self, reply: MessageRecord) -> HandoffRecord | None:
+        """Queue the hand-off ``reply`` decided on, unless one was queued since it."""
+        decision = reply.annotations.get("decision") or {}
+        if self._handoffs is None or decision.get("action") != "handoff":
+            return None
+        last = self._handoffs.handoffs.last_for_conversation(reply.conversation_id)
+        if last is not None and last.created_at >= reply.created_at:
+            return None
+        conversation = self._store.get_conversation(reply.conversation_id)
+        if conversation is None or conversation.status != "bot":
+            return None
+        logger.warning("queueing the hand-off reply %s promised in %s", reply.id,
+                       reply.conversation_id)
+        return self._enqueue_if_handed_off(reply.conversation_id, reply.annotations)
 
     def _enqueue_if_handed_off(
         self, conversation_id: str, annotations: dict[str, Any]

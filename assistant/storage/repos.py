@@ -606,6 +606,25 @@ class Store(EngineStore):
                 found.append((_conversation(row), first, int(count or 0)))
             return found
 
+    def latest_bot_replies(self, *, since: datetime, limit: int = 10_000) -> list[MessageRecord]:
+        """Each bot-owned conversation's newest assistant message, if written after ``since``.
+
+        The start-up repair of promised hand-offs reads these (see
+        ``ConversationService.repair_promised_handoffs``).
+        """
+        newest = (
+            select(func.max(Message.id))
+            .join(Conversation, Conversation.id == Message.conversation_id)
+            .where(Message.role == "assistant", Message.created_at >= since,
+                   Conversation.status == "bot")
+            .group_by(Message.conversation_id)
+        )
+        with self._read() as session:
+            rows = session.scalars(
+                select(Message).where(Message.id.in_(newest)).order_by(Message.id).limit(limit)
+            )
+            return [_message(row) for row in rows]
+
     def list_messages(
         self, *, conversation_id: str, after: int | None = None, limit: int = 200
     ) -> list[MessageRecord]:

@@ -6,6 +6,7 @@ embedder, engine) and keeps it on ``app.state``; routes read it through ``deps``
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
@@ -24,8 +25,10 @@ from assistant.web.audit import AuditMiddleware
 from assistant.web.errors import install_error_handlers
 from assistant.web.limits import BodySizeLimit
 from assistant.web.rate_limits import RateLimiter
+from assistant.web.security_headers import SecurityHeaders
 from assistant.webhooks import WebhookSender, WebhookWorker
 
+logger = logging.getLogger(__name__)
 MAX_BODY_BYTES = 256 * 1024
 WEBHOOK_POLL_SECONDS = 5.0  # due deliveries are picked up within this
 
@@ -55,6 +58,12 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
                              interval_seconds=settings.health_poll_seconds),
                 WebhookWorker(sender, interval_seconds=WEBHOOK_POLL_SECONDS),
             ]
+        # A crash between a stored "a person is coming" and its queued hand-off is
+        # repaired here (retries with the same Idempotency-Key repair it too).
+        try:
+            await to_thread.run_sync(app.state.runtime.conversations.repair_promised_handoffs)
+        except Exception:
+            logger.exception("could not repair promised hand-offs at start-up")
         for worker in workers:
             worker.start()
         try:
@@ -77,6 +86,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(AuditMiddleware)
+    app.add_middleware(SecurityHeaders)
     app.include_router(health.router)
     app.include_router(conversations.router)
     app.include_router(agent.router)
