@@ -119,6 +119,10 @@ def serve(
     uvicorn.run(
         "assistant.web.app:app_from_environment", factory=True, host=host, port=port,
         workers=workers, log_level="info",
+        # Each worker loads the embedding model and the KB before it answers uvicorn's
+        # health pings; on a busy host that can take longer than the 5 s default, and
+        # uvicorn would kill and restart a worker that is only starting.
+        timeout_worker_healthcheck=60,
     )
 
 

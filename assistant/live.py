@@ -9,8 +9,12 @@ reasons or notes; staff see everything.
 
 from __future__ import annotations
 
+import threading
+import time
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from assistant.storage.records import EventRecord, MessageRecord
@@ -76,6 +80,7 @@ class LiveFeed:
 
     def __init__(self, store: Store) -> None:
         self._store = store
+        self.watch = ActivityWatch(store)
 
     def conversation(
         self, conversation_id: str, *, after: int, audience: Audience, limit: int = 200
@@ -132,3 +137,58 @@ def project(
                 )
             )
     return out
+
+
+class ActivityWatch:
+    """Which conversations had new events lately, for every open stream of a process.
+
+    Without it each open stream would query its conversation every poll interval; with
+    hundreds of idle streams that is most of a server's database work. One query per
+    interval per process (events written in the last ``window_seconds``, grouped by
+    conversation) tells each stream whether it has anything to read.
+
+    The window, not an id watermark, decides what a poll reads: on PostgreSQL a smaller
+    event id can commit after a larger one, and a watermark would skip it for good. An
+    event whose transaction commits more than the window after it was written is only
+    noticed with the conversation's next event.
+    """
+
+    def __init__(self, store: Store, *, window_seconds: float = 10.0,
+                 max_tracked: int = 100_000) -> None:
+        self._store = store
+        self._window = timedelta(seconds=window_seconds)
+        self._max = max_tracked
+        self._latest: OrderedDict[str, int] = OrderedDict()
+        # Every conversation evicted from ``_latest`` had no event above this id.
+        self._floor = 0
+        self._lock = threading.Lock()
+        self._polled_at = float("-inf")
+
+    def due(self, interval: float) -> bool:
+        """Whether the last poll is older than ``interval`` seconds."""
+        return time.monotonic() - self._polled_at >= interval
+
+    def poll(self, interval: float = 0.0) -> None:
+        """Read recent activity, unless another caller did within ``interval`` seconds."""
+        # Streams that find a poll under way go on with what is known; they look again
+        # next interval. None of them waits (they would hold request threads).
+        if not self._lock.acquire(blocking=False):
+            return
+        try:
+            if not self.due(interval):
+                return
+            self._polled_at = time.monotonic()
+            rows = self._store.recent_activity(since=datetime.now(UTC) - self._window)
+            for conversation_id, latest in rows:
+                if latest > self._latest.get(conversation_id, 0):
+                    self._latest[conversation_id] = latest
+                    self._latest.move_to_end(conversation_id)
+            while len(self._latest) > self._max:
+                _, evicted = self._latest.popitem(last=False)
+                self._floor = max(self._floor, evicted)
+        finally:
+            self._lock.release()
+
+    def latest(self, conversation_id: str) -> int:
+        """An upper bound on the newest event id of the conversation seen so far."""
+        return self._latest.get(conversation_id, self._floor)

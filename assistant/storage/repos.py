@@ -872,6 +872,17 @@ class Store(EngineStore):
             )
             return int(found or 0)
 
+    def recent_activity(self, *, since: datetime) -> list[tuple[str, int]]:
+        """``(conversation id, newest event id)`` of each conversation with an event
+        written after ``since`` (what the live streams' shared watch polls)."""
+        query = (
+            select(Event.conversation_id, func.max(Event.id))
+            .where(Event.created_at >= since, Event.conversation_id.is_not(None))
+            .group_by(Event.conversation_id)
+        )
+        with self._read() as session:
+            return [(str(cid), int(latest)) for cid, latest in session.execute(query)]
+
     def latest_event_id(self, types: Sequence[str], *, conversation_id: str | None = None) -> int:
         """The id of the newest event of these types (0 when there is none)."""
         query = select(func.max(Event.id)).where(Event.type.in_(list(types)))

@@ -31,7 +31,7 @@ from assistant.web.schemas import (
     StaffMessage,
     StaffMessageList,
 )
-from assistant.web.sse import event_stream, resume_point
+from assistant.web.sse import Watched, event_stream, resume_point
 
 router = APIRouter(prefix="/v1/agent", tags=["agent"])
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -196,7 +196,8 @@ def conversation_events(
         return runtime.live.conversation(conversation.id, after=cursor, audience="staff")
 
     return event_stream(
-        request, fetch, after=start, poll_seconds=runtime.settings.live_poll_seconds
+        request, fetch, after=start, poll_seconds=runtime.settings.live_poll_seconds,
+        watched=Watched(runtime.live.watch, conversation.id),
     )
 
 

@@ -38,7 +38,7 @@ from assistant.web.schemas import (
     MessagePublic,
     TurnPublic,
 )
-from assistant.web.sse import SSE_HEADERS, event_stream, resume_point
+from assistant.web.sse import SSE_HEADERS, Watched, event_stream, resume_point
 
 router = APIRouter(prefix="/v1/conversations", tags=["conversations"])
 _ERRORS: dict[int | str, dict[str, object]] = {
@@ -234,7 +234,8 @@ def conversation_events(
         return runtime.live.conversation(conversation.id, after=cursor, audience="customer")
 
     return event_stream(
-        request, fetch, after=start, poll_seconds=runtime.settings.live_poll_seconds
+        request, fetch, after=start, poll_seconds=runtime.settings.live_poll_seconds,
+        watched=Watched(runtime.live.watch, conversation.id),
     )
 
 
