@@ -92,6 +92,11 @@ def _audience(plan: str | None) -> Audience:
     return Audience(verified=True, plan=plan) if plan else Audience.anonymous()
 
 
+# uvicorn's default parser (httptools) accepts any amount of headers; h11 refuses a
+# request whose headers pass this size with a 400.
+HTTP_LIMITS: dict[str, Any] = {"http": "h11", "h11_max_incomplete_event_size": 64 * 1024}
+
+
 @app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address (ASSISTANT_HOST).")] = None,
@@ -110,7 +115,8 @@ def serve(
     port = port or settings.port
     err.print(f"serving on http://{host}:{port}  (API docs: http://{host}:{port}/docs)")
     if workers == 1:
-        uvicorn.run(create_app(settings, runtime=runtime), host=host, port=port, log_level="info")
+        uvicorn.run(create_app(settings, runtime=runtime), host=host, port=port, log_level="info",
+                    **HTTP_LIMITS)
         runtime.close()
         return
     runtime.close()
@@ -118,7 +124,7 @@ def serve(
     export_to_environment(settings, "kb_dir")
     uvicorn.run(
         "assistant.web.app:app_from_environment", factory=True, host=host, port=port,
-        workers=workers, log_level="info",
+        workers=workers, log_level="info", **HTTP_LIMITS,
         # Each worker loads the embedding model and the KB before it answers uvicorn's
         # health pings; on a busy host that can take longer than the 5 s default, and
         # uvicorn would kill and restart a worker that is only starting.

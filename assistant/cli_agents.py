@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from sqlalchemy.pool import NullPool
 
 from assistant.cli_console import err, out
 from assistant.config import get_settings
@@ -26,7 +27,7 @@ agents_app = typer.Typer(help="Manage agent and admin accounts.", no_args_is_hel
 
 
 def _store() -> HandoffStore:
-    engine = make_engine(get_settings().resolved_database_url)
+    engine = make_engine(get_settings().resolved_database_url, poolclass=NullPool)
     migrate(engine)
     return HandoffStore(engine)
 
@@ -35,7 +36,7 @@ def _audit(action: str, agent_id: str, **details: str) -> None:
     """Record an account change in the audit log (ids only; never a password or token)."""
     from assistant.cli_privacy import cli_actor
 
-    engine = make_engine(get_settings().resolved_database_url)
+    engine = make_engine(get_settings().resolved_database_url, poolclass=NullPool)
     try:
         PrivacyStore(engine).audit(actor=cli_actor(), action=action, target=f"agent:{agent_id}",
                                    details=dict(details))

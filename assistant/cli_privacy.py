@@ -12,6 +12,7 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
+from sqlalchemy.pool import NullPool
 
 from assistant.cli_console import err, out
 from assistant.config import Settings, get_settings
@@ -40,7 +41,7 @@ def cli_actor() -> str:
 
 
 def _privacy(settings: Settings) -> PrivacyService:
-    engine = make_engine(settings.resolved_database_url)
+    engine = make_engine(settings.resolved_database_url, poolclass=NullPool)
     migrate(engine)
     return PrivacyService(store=PrivacyStore(engine))
 

@@ -7,6 +7,7 @@ an event after it was deleted.
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -129,14 +130,21 @@ class PrivacyStore(EngineStore):
             return True
         # Outside any transaction (a checkpoint cannot run inside one): the raw driver
         # connection, whose implicit BEGIN is switched off (see db.py).
-        raw = self._engine.raw_connection()
-        try:
-            cursor = raw.cursor()
-            busy, _log, _moved = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
-            cursor.close()
-            return int(busy) == 0
-        finally:
-            raw.close()
+        for _attempt in range(3):
+            raw = self._engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                busy, _log, _moved = cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+                cursor.close()
+                if int(busy) == 0:
+                    return True
+            except sqlite3.OperationalError:
+                # Another connection of this process is mid-statement; try again, then
+                # report it (SQLite's next automatic checkpoint moves the pages anyway).
+                pass
+            finally:
+                raw.close()
+        return False
 
     # -- retention -----------------------------------------------------------------------
 

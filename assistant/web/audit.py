@@ -69,6 +69,11 @@ def _append(runtime: Runtime, scope: Scope, actor: str, status: int) -> None:
     route = scope.get("route")
     template = getattr(route, "path", None) or scope["path"]
     params = scope.get("path_params") or {}
-    target = ",".join(f"{k}={v}" for k, v in sorted(params.items())) or None
+    target = ",".join(f"{k}={_printable(str(v))}" for k, v in sorted(params.items())) or None
     runtime.privacy.audit(actor, f"{scope['method']} {template}", target=target,
                           outcome=outcome_of(status), details={"status": status})
+
+
+def _printable(value: str) -> str:
+    # PostgreSQL text cannot hold NUL: control characters are escaped, not dropped.
+    return "".join(c if c.isprintable() else f"\\x{ord(c):02x}" for c in value)

@@ -9,22 +9,28 @@ from pydantic import BaseModel, ConfigDict, EmailStr, Field
 
 from assistant.storage.records import AgentRecord, HandoffRecord, MessageRecord
 
+# PostgreSQL text cannot hold NUL; refusing it here keeps SQLite and PostgreSQL alike.
+NO_NUL = r"^[^\x00]*$"
+MAX_MESSAGE_ID = 2**31 - 1  # messages.id is INTEGER on PostgreSQL
+MAX_EVENT_ID = 2**63 - 1  # events.id and audit_log.id are BIGINT
+
 
 class CustomerIn(BaseModel):
     """What the host page knows about the customer."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    id: str | None = Field(None, min_length=1, max_length=255, description="Host app's customer id")
+    id: str | None = Field(None, min_length=1, max_length=255, pattern=NO_NUL,
+                           description="Host app's customer id")
     email: EmailStr | None = Field(None, max_length=320)
-    name: str | None = Field(None, max_length=255)
+    name: str | None = Field(None, max_length=255, pattern=NO_NUL)
     plan: str | None = Field(None, max_length=100, pattern=r"^[A-Za-z0-9_-]+$")
 
 
 class ConversationCreate(BaseModel):
     """Body of ``POST /v1/conversations`` (may be empty)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     customer: CustomerIn | None = None
     user_hash: str | None = Field(
@@ -48,7 +54,7 @@ class ConversationPublic(BaseModel):
 class MessageCreate(BaseModel):
     """Body of ``POST /v1/conversations/{id}/messages``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     text: str = Field(..., min_length=1, max_length=100_000, description="The customer's message")
 
@@ -133,18 +139,19 @@ class ConversationState(BaseModel):
 class CsatCreate(BaseModel):
     """Body of ``POST /v1/conversations/{id}/csat``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     score: int = Field(..., ge=1, le=5, description="1 (very unhappy) to 5 (very happy)")
-    comment: str | None = Field(None, max_length=2000)
+    comment: str | None = Field(None, max_length=2000, pattern=NO_NUL)
 
 
 class FeedbackCreate(BaseModel):
     """Body of ``POST /v1/conversations/{id}/feedback``: did this answer help?"""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
-    message_id: int = Field(..., ge=1, description="The bot's answer the customer rates.")
+    message_id: int = Field(..., ge=1, le=MAX_MESSAGE_ID,
+                            description="The bot's answer the customer rates.")
     helpful: bool = Field(..., description="true: 'That helped'; false: 'Didn't help'.")
 
 
@@ -159,7 +166,7 @@ class CsatPublic(BaseModel):
 class FollowupCreate(BaseModel):
     """Body of ``POST /v1/conversations/{id}/followup``: where to follow up."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     email: EmailStr = Field(..., max_length=320)
 
@@ -315,7 +322,7 @@ class HandoffDetail(BaseModel):
 class AgentText(BaseModel):
     """Body of an agent's reply or note."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     text: str = Field(..., min_length=1, max_length=100_000)
 
@@ -323,7 +330,7 @@ class AgentText(BaseModel):
 class ResolveCreate(BaseModel):
     """Body of ``.../resolve``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     resolution_code: str = Field(
         ..., min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$",
@@ -334,7 +341,7 @@ class ResolveCreate(BaseModel):
 class ReassignCreate(BaseModel):
     """Body of ``.../reassign``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     agent_id: str = Field(..., min_length=1, max_length=32, pattern=r"^[0-9a-f]+$")
 
@@ -342,6 +349,6 @@ class ReassignCreate(BaseModel):
 class PresenceUpdate(BaseModel):
     """Body of ``POST /v1/agent/presence``."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
 
     online: bool

@@ -39,8 +39,8 @@ def resume_point(after: int | None, last_event_id: str | None) -> int:
         value = int(last_event_id.strip())
     except ValueError as exc:
         raise InvalidInput("Last-Event-ID must be the integer id of an event") from exc
-    if value < 0:
-        raise InvalidInput("Last-Event-ID must not be negative")
+    if not 0 <= value < 2**63:
+        raise InvalidInput("Last-Event-ID must be an event id, 0 to 2**63 - 1")
     return value
 
 

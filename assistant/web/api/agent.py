@@ -18,6 +18,8 @@ from assistant.runtime import Runtime
 from assistant.storage.records import HandoffRecord
 from assistant.web.deps import AgentDep, RuntimeDep, StaffConversationDep, StaffDep
 from assistant.web.schemas import (
+    MAX_EVENT_ID,
+    MAX_MESSAGE_ID,
     AgentPublic,
     AgentText,
     ErrorBody,
@@ -165,7 +167,9 @@ def conversation_detail(conversation: StaffConversationDep, runtime: RuntimeDep)
 def conversation_messages(
     conversation: StaffConversationDep,
     runtime: RuntimeDep,
-    after: Annotated[int | None, Query(ge=0, description="Only messages after this id.")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_MESSAGE_ID, description="Only messages after this id.")
+    ] = None,
 ) -> StaffMessageList:
     """Every message with its annotations: intent, sentiment, frustration, churn signals on
     customer messages; citations, retrieval and the escalation decision on replies."""
@@ -186,7 +190,9 @@ def conversation_events(
     request: Request,
     conversation: StaffConversationDep,
     runtime: RuntimeDep,
-    after: Annotated[int | None, Query(ge=0, description="Resume after this event id.")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_EVENT_ID, description="Resume after this event id.")
+    ] = None,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> StreamingResponse:
     """SSE: the conversation live for staff (messages, notes, status changes)."""

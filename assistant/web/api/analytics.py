@@ -2,17 +2,21 @@
 
 from __future__ import annotations
 
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Query
 from fastapi.responses import PlainTextResponse
+from pydantic import BeforeValidator
 
 from assistant.errors import InvalidInput
 from assistant.health.analytics import Window
 from assistant.web.deps import AdminDep, RuntimeDep
+from assistant.web.schemas import ErrorBody
 
-router = APIRouter(tags=["analytics"])
+router = APIRouter(tags=["analytics"],
+                   responses={code: {"model": ErrorBody} for code in (401, 403, 404, 422)})
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 
@@ -21,6 +25,8 @@ def window(since: date | None, until: date | None) -> Window:
     """``[since, until]`` as whole UTC days; the last 30 days by default."""
     today = datetime.now(UTC).date()
     until = until or today
+    if until >= date.max or (since is None and until < date.min + timedelta(days=DEFAULT_DAYS)):
+        raise InvalidInput(f"until ({until}) is outside the range this service counts in")
     since = since or until - timedelta(days=DEFAULT_DAYS - 1)
     if since > until:
         raise InvalidInput(f"since ({since}) is after until ({until})")
@@ -30,8 +36,17 @@ def window(since: date | None, until: date | None) -> Window:
                   until=datetime.combine(until + timedelta(days=1), time.min, UTC))
 
 
-SinceQuery = Annotated[date | None, Query(description="First day (UTC), e.g. 2026-11-01.")]
-UntilQuery = Annotated[date | None, Query(description="Last day (UTC), inclusive.")]
+def _iso_day(value: object) -> object:
+    """Only YYYY-MM-DD: Pydantic would also take a number, as a Unix timestamp."""
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{4}-[0-9]{2}-[0-9]{2}", value):
+        raise ValueError("use a date written YYYY-MM-DD")
+    return value
+
+
+SinceQuery = Annotated[date | None, BeforeValidator(_iso_day),
+                       Query(description="First day (UTC), e.g. 2026-11-01.")]
+UntilQuery = Annotated[date | None, BeforeValidator(_iso_day),
+                       Query(description="Last day (UTC), inclusive.")]
 
 
 @router.get("/v1/analytics/summary")
@@ -65,7 +80,7 @@ def customers_at_risk(
 
 @router.get("/v1/customers/{customer_id}/health")
 def customer_health(
-    customer_id: Annotated[str, Path(min_length=1, max_length=255)],
+    customer_id: Annotated[str, Path(min_length=1, max_length=255, pattern=r"^[^\x00]+$")],
     _admin: AdminDep,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:

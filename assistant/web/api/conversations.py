@@ -24,6 +24,8 @@ from assistant.web.deps import (
     limit_per_ip,
 )
 from assistant.web.schemas import (
+    MAX_EVENT_ID,
+    MAX_MESSAGE_ID,
     ConversationCreate,
     ConversationPublic,
     ConversationState,
@@ -204,7 +206,9 @@ def _sse(event: str, data: dict[str, Any]) -> str:
 def list_messages(
     conversation: ConversationDep,
     conversations: ConversationsDep,
-    after: Annotated[int | None, Query(ge=0, description="only messages with a larger id")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_MESSAGE_ID, description="only messages with a larger id")
+    ] = None,
 ) -> MessageList:
     """The conversation's messages, oldest first."""
     records = conversations.messages(conversation, after=after)
@@ -218,7 +222,9 @@ def conversation_events(
     request: Request,
     conversation: ConversationDep,
     runtime: RuntimeDep,
-    after: Annotated[int | None, Query(ge=0, description="Resume after this event id.")] = None,
+    after: Annotated[
+        int | None, Query(ge=0, le=MAX_EVENT_ID, description="Resume after this event id.")
+    ] = None,
     last_event_id: Annotated[str | None, Header(max_length=20)] = None,
 ) -> StreamingResponse:
     """Server-Sent Events: new messages (the bot's, agents', notices) and status changes.

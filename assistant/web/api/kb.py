@@ -17,8 +17,10 @@ from pydantic import BaseModel, ConfigDict
 from assistant.errors import InvalidInput, NotFound
 from assistant.kb.audience import Audience
 from assistant.web.deps import AdminDep, RuntimeDep, StaffDep
+from assistant.web.schemas import ErrorBody
 
-router = APIRouter(prefix="/v1/kb", tags=["knowledge base"])
+router = APIRouter(prefix="/v1/kb", tags=["knowledge base"],
+                   responses={code: {"model": ErrorBody} for code in (401, 403, 404, 422)})
 
 # One ingest at a time per process; across processes a second concurrent ingest only
 # repeats work (chunk ids are deterministic, upserts idempotent).
@@ -28,7 +30,7 @@ _INGEST_LOCK = threading.Lock()
 class IngestRequest(BaseModel):
     """Options of an ingest run."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", strict=True)
     rebuild: bool = False
 
 

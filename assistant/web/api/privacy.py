@@ -7,8 +7,10 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path, Query, Request
 
 from assistant.web.deps import AdminDep, RuntimeDep
+from assistant.web.schemas import MAX_EVENT_ID, ErrorBody
 
-router = APIRouter(tags=["privacy"])
+router = APIRouter(tags=["privacy"],
+                   responses={code: {"model": ErrorBody} for code in (401, 403, 404, 422)})
 
 
 @router.delete("/v1/customers/{customer_id}")
@@ -16,7 +18,7 @@ def erase_customer(
     request: Request,
     admin: AdminDep,
     runtime: RuntimeDep,
-    customer_id: Annotated[str, Path(min_length=1, max_length=255,
+    customer_id: Annotated[str, Path(min_length=1, max_length=255, pattern=r"^[^\x00]+$",
                                      description="Internal id, or the host app's id.")],
 ) -> dict[str, Any]:
     """Erase the customer everywhere: conversations, messages, events, health, webhook
@@ -31,7 +33,9 @@ def erase_customer(
 def audit_log(
     _admin: AdminDep,
     runtime: RuntimeDep,
-    after: Annotated[int, Query(ge=0, description="Only entries with a larger id.")] = 0,
+    after: Annotated[
+        int, Query(ge=0, le=MAX_EVENT_ID, description="Only entries with a larger id.")
+    ] = 0,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     action: Annotated[str | None, Query(max_length=200)] = None,
     actor: Annotated[str | None, Query(max_length=100)] = None,
