@@ -42,6 +42,7 @@ bench: install
 	$(PY) benchmarks/turn_latency.py --json benchmarks/results/turn_latency.json
 	$(PY) benchmarks/claim_race.py --json benchmarks/results/claim_race.json
 	$(PY) benchmarks/injection_deepset.py --json benchmarks/results/injection_deepset.json
+	$(PY) benchmarks/load_mixed.py --json benchmarks/results/load_mixed.json
 
 clean:
 	rm -rf $(VENV) data .pytest_cache .ruff_cache .mypy_cache
