@@ -12,14 +12,13 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy.pool import NullPool
 
 from assistant.cli_console import err, out
 from assistant.config import get_settings
 from assistant.errors import AssistantError
 from assistant.identity import hash_token, new_conversation_token
 from assistant.passwords import hash_password
-from assistant.storage.db import make_engine, migrate
+from assistant.storage.db import make_command_engine, migrate
 from assistant.storage.handoff_repo import HandoffStore
 from assistant.storage.privacy_repo import PrivacyStore
 
@@ -27,7 +26,7 @@ agents_app = typer.Typer(help="Manage agent and admin accounts.", no_args_is_hel
 
 
 def _store() -> HandoffStore:
-    engine = make_engine(get_settings().resolved_database_url, poolclass=NullPool)
+    engine = make_command_engine(get_settings().resolved_database_url)
     migrate(engine)
     return HandoffStore(engine)
 
@@ -36,7 +35,7 @@ def _audit(action: str, agent_id: str, **details: str) -> None:
     """Record an account change in the audit log (ids only; never a password or token)."""
     from assistant.cli_privacy import cli_actor
 
-    engine = make_engine(get_settings().resolved_database_url, poolclass=NullPool)
+    engine = make_command_engine(get_settings().resolved_database_url)
     try:
         PrivacyStore(engine).audit(actor=cli_actor(), action=action, target=f"agent:{agent_id}",
                                    details=dict(details))

@@ -12,14 +12,13 @@ from typing import Annotated
 
 import typer
 from rich.table import Table
-from sqlalchemy.pool import NullPool
 
 from assistant.cli_console import err, out
 from assistant.config import Settings, get_settings
 from assistant.errors import AssistantError, NotFound
 from assistant.privacy import PrivacyService
 from assistant.runtime import build_runtime
-from assistant.storage.db import make_engine, migrate
+from assistant.storage.db import make_command_engine, migrate
 from assistant.storage.privacy_repo import PrivacyStore
 
 customers_app = typer.Typer(help="Customers' personal data: erasure on request.",
@@ -41,7 +40,7 @@ def cli_actor() -> str:
 
 
 def _privacy(settings: Settings) -> PrivacyService:
-    engine = make_engine(settings.resolved_database_url, poolclass=NullPool)
+    engine = make_command_engine(settings.resolved_database_url)
     migrate(engine)
     return PrivacyService(store=PrivacyStore(engine))
 

@@ -27,7 +27,7 @@ from alembic.config import Config
 from sqlalchemy import Connection, Engine, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
-from sqlalchemy.pool import ConnectionPoolEntry, StaticPool
+from sqlalchemy.pool import ConnectionPoolEntry, NullPool, StaticPool
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -90,6 +90,11 @@ def make_engine(url: str, **engine_kwargs: Any) -> Engine:
     event.listen(engine, "begin", writers.begin)
     event.listen(engine, "reset", writers.reset)
     return engine
+
+
+def make_command_engine(url: str) -> Engine:
+    """An engine for a short-lived command: no pool, so no connection outlives its use."""
+    return make_engine(url, poolclass=NullPool)
 
 
 def _on_sqlite_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
