@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import logging
 import secrets
 import threading
 import time
@@ -18,11 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
+import redis
+
 from assistant.errors import RateLimited, Unauthorized
 from assistant.identity import hash_token
 from assistant.passwords import hash_password, verify_password
 from assistant.storage.handoff_repo import HandoffStore
 from assistant.storage.records import AgentRecord
+
+logger = logging.getLogger(__name__)
 
 MAX_FAILURES = 5  # wrong passwords per email before a lockout
 LOCKOUT_SECONDS = 300.0
@@ -83,6 +88,49 @@ class _Lockout:
         return [t for t in self._failures.get(key, []) if t > cutoff]
 
 
+class SharedLockout:
+    """Failed sign-ins counted in Redis, so a guesser cannot spread attempts over server
+    processes. The email is kept only as a sha256. Without Redis (an error), the process
+    falls back to counting its own failures."""
+
+    def __init__(self, client: redis.Redis, *, prefix: str = "assistant:signin:") -> None:
+        self._client = client
+        self._prefix = prefix
+        self._fallback = _Lockout(time.monotonic)
+
+    def _name(self, key: str) -> str:
+        return self._prefix + hashlib.sha256(key.encode()).hexdigest()
+
+    def check(self, key: str) -> None:
+        try:
+            failures = int(self._client.get(self._name(key)) or 0)
+            wait = int(self._client.ttl(self._name(key)))
+        except redis.RedisError as exc:
+            logger.warning("sign-in lockout counted per process: Redis failed (%s)", exc)
+            self._fallback.check(key)
+            return
+        if failures >= MAX_FAILURES:
+            raise RateLimited(f"too many failed sign-ins; try again in {max(wait, 1)} seconds")
+
+    def fail(self, key: str) -> None:
+        name = self._name(key)
+        try:
+            pipe = self._client.pipeline()
+            pipe.incr(name)
+            # The window starts at the first failure (NX: later failures do not extend it).
+            pipe.expire(name, int(LOCKOUT_SECONDS), nx=True)
+            pipe.execute()
+        except redis.RedisError as exc:
+            logger.warning("sign-in lockout counted per process: Redis failed (%s)", exc)
+            self._fallback.fail(key)
+
+    def clear(self, key: str) -> None:
+        try:
+            self._client.delete(self._name(key))
+        except redis.RedisError:
+            self._fallback.clear(key)
+
+
 class AgentAuth:
     """Signs agents in and out of the console and finds the agent behind a session."""
 
@@ -92,10 +140,15 @@ class AgentAuth:
         *,
         session_hours: float = 12.0,
         clock: Callable[[], float] = time.monotonic,
+        redis_url: str | None = None,
     ) -> None:
         self._handoffs = handoffs
         self._session_length = timedelta(hours=session_hours)
-        self._lockout = _Lockout(clock)
+        self._lockout: _Lockout | SharedLockout = (
+            SharedLockout(redis.Redis.from_url(redis_url, socket_timeout=1.0,
+                                               socket_connect_timeout=1.0))
+            if redis_url else _Lockout(clock)
+        )
 
     def sign_in(self, email: str, password: str) -> SignedIn:
         """Check the password and open a session; the agent is marked online.

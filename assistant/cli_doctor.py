@@ -12,6 +12,7 @@ import time
 from collections.abc import Callable
 from typing import Annotated
 
+import redis
 import typer
 from rich.table import Table
 
@@ -85,9 +86,22 @@ def _kb(settings: Settings) -> Check:
     return ("ok" if files else "error"), f"{files} article files in {settings.kb_dir}"
 
 
+def _shared_limits(settings: Settings) -> Check:
+    if not settings.redis_url:
+        return "off", "rate limits and sign-in lockouts count per process (ASSISTANT_REDIS_URL)"
+    where = settings.redis_url.split("@")[-1]  # never print a password
+    try:
+        redis.Redis.from_url(settings.redis_url, socket_timeout=2.0,
+                             socket_connect_timeout=2.0).ping()
+    except redis.RedisError as exc:
+        return "error", f"{where}: {type(exc).__name__}: {exc}"
+    return "ok", f"shared by every process through Redis at {where}"
+
+
 CHECKS: dict[str, Callable[[Settings], Check]] = {
     "database": _database,
     "vectors": _chroma,
+    "shared limits": _shared_limits,
     "embeddings": _embeddings,
     "chat model": _llm,
     "knowledge base": _kb,

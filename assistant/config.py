@@ -168,6 +168,10 @@ class Settings(BaseSettings):
     widget_dir: Path = Field(
         PACKAGE_ROOT / "widget", description="Where the widget's JS, CSS and pages are."
     )
+    redis_url: str | None = Field(
+        None, description="redis://host:port/db shared by every server process for rate "
+        "limits and sign-in lockouts; unset means each process counts its own.",
+    )
     rate_limit_per_minute: int = Field(
         30, ge=1, le=100_000, description="Customer messages per conversation per minute."
     )

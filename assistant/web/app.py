@@ -24,7 +24,7 @@ from assistant.web.api import agent, analytics, conversations, health, kb, priva
 from assistant.web.audit import AuditMiddleware
 from assistant.web.errors import install_error_handlers
 from assistant.web.limits import BodySizeLimit
-from assistant.web.rate_limits import RateLimiter
+from assistant.web.rate_limits import build_limiter
 from assistant.web.security_headers import SecurityHeaders
 from assistant.webhooks import WebhookSender, WebhookWorker
 
@@ -82,7 +82,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
         lifespan=lifespan,
         description="Customer chat API: answers from the knowledge base, hands off to people.",
     )
-    app.state.rate_limiter = RateLimiter()
+    app.state.rate_limiter = build_limiter(settings.redis_url)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
     app.add_middleware(AuditMiddleware)

@@ -14,7 +14,7 @@ from assistant.identity import hash_token as hash_secret
 from assistant.identity import token_matches
 from assistant.runtime import Runtime
 from assistant.storage.records import AgentRecord, ConversationRecord
-from assistant.web.rate_limits import RateLimiter, client_ip
+from assistant.web.rate_limits import Limiter, client_ip
 
 
 def get_runtime(request: Request) -> Runtime:
@@ -185,8 +185,8 @@ def idempotency_key(
 IdempotencyKeyDep = Annotated[str | None, Depends(idempotency_key)]
 
 
-def _limiter(request: Request) -> RateLimiter:
-    limiter: RateLimiter = request.app.state.rate_limiter
+def _limiter(request: Request) -> Limiter:
+    limiter: Limiter = request.app.state.rate_limiter
     return limiter
 
 
