@@ -11,6 +11,7 @@ import pytest
 from conftest import LiveServer, auth
 from fastapi.testclient import TestClient
 
+from assistant.web.app import create_app
 from assistant.web.console import SECURITY_HEADERS as CONSOLE_HEADERS
 from assistant.web.security_headers import API_POLICY, PAGE_POLICY, with_defaults
 
@@ -151,3 +152,19 @@ def test_a_streamed_reply_streams_through_it(live_server: LiveServer) -> None:
         kinds = [line.removeprefix("event: ") for line in reply.iter_lines()
                  if line.startswith("event: ")]
     assert kinds[0] == "stored" and kinds[-1] == "done" and "delta" in kinds
+
+
+def test_a_server_error_carries_the_api_headers_too(runtime) -> None:
+    app = create_app(runtime=runtime)
+
+    @app.get("/boom")
+    def boom() -> None:
+        raise RuntimeError("kaboom")
+
+    with TestClient(app, raise_server_exceptions=False) as client:
+        response = client.get("/boom")
+    assert response.status_code == 500
+    assert response.json()["error"]["code"] == "internal_error"
+    assert "kaboom" not in response.text
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Content-Security-Policy"] == API_POLICY

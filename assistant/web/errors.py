@@ -25,6 +25,7 @@ from assistant.errors import (
     RateLimited,
     Unauthorized,
 )
+from assistant.web.security_headers import API_POLICY, REFERRER_POLICY
 
 logger = logging.getLogger(__name__)
 
@@ -106,4 +107,12 @@ def install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def _unexpected(_: Request, exc: Exception) -> JSONResponse:
         logger.exception("unhandled error", exc_info=exc)
-        return error_response(500, "internal_error", "the server failed to handle the request")
+        response = error_response(500, "internal_error", "the server failed to handle the request")
+        # Starlette sends this response from its outermost middleware, outside
+        # SecurityHeaders: set the API's headers here.
+        response.headers.update({
+            "X-Content-Type-Options": "nosniff",
+            "Referrer-Policy": REFERRER_POLICY,
+            "Content-Security-Policy": API_POLICY,
+        })
+        return response
