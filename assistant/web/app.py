@@ -23,7 +23,7 @@ from assistant.web import console, widget
 from assistant.web.api import agent, analytics, conversations, health, kb, privacy, webhooks
 from assistant.web.audit import AuditMiddleware
 from assistant.web.errors import install_error_handlers
-from assistant.web.limits import BodySizeLimit
+from assistant.web.limits import BodySizeLimit, RejectNul
 from assistant.web.rate_limits import build_limiter
 from assistant.web.security_headers import SecurityHeaders
 from assistant.webhooks import WebhookSender, WebhookWorker
@@ -85,6 +85,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.state.rate_limiter = build_limiter(settings.redis_url)
     install_error_handlers(app)
     app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES)
+    app.add_middleware(RejectNul)
     app.add_middleware(AuditMiddleware)
     app.add_middleware(SecurityHeaders)
     app.include_router(health.router)

@@ -1,7 +1,10 @@
-"""A pure-ASGI guard that refuses request bodies over a size limit with 413.
+"""Pure-ASGI guards that refuse a request before any route sees it.
 
-It checks ``Content-Length`` up front and counts streamed bytes too, so a chunked upload
-cannot get around it; the body never reaches JSON parsing.
+:class:`BodySizeLimit` refuses bodies over a size limit with 413: it checks
+``Content-Length`` up front and counts streamed bytes too, so a chunked upload cannot get
+around it; the body never reaches JSON parsing. :class:`RejectNul` refuses a NUL
+character anywhere in the path or query with 422: PostgreSQL text cannot hold one, so an
+id or filter carrying it could only fail deeper down, differently per database.
 """
 
 from __future__ import annotations
@@ -61,17 +64,33 @@ class BodySizeLimit:
                 await self._reject(send)
 
     async def _reject(self, send: Send) -> None:
-        body = json.dumps(
-            {
-                "error": {
-                    "code": "payload_too_large",
-                    "message": f"request body is larger than {self.max_bytes} bytes",
-                }
-            }
-        ).encode()
-        headers: list[Any] = [
-            (b"content-type", b"application/json"),
-            (b"content-length", str(len(body)).encode()),
-        ]
-        await send({"type": "http.response.start", "status": 413, "headers": headers})
-        await send({"type": "http.response.body", "body": body})
+        await send_error(send, 413, "payload_too_large",
+                         f"request body is larger than {self.max_bytes} bytes")
+
+
+class RejectNul:
+    """ASGI middleware: 422 for a NUL character in the path or the query string."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and (
+            "\x00" in scope["path"] or b"%00" in scope["query_string"].lower()
+            or b"\x00" in scope["query_string"]
+        ):
+            await send_error(send, 422, "invalid_input",
+                             "NUL characters are not allowed in paths or query strings")
+            return
+        await self.app(scope, receive, send)
+
+
+async def send_error(send: Send, status: int, code: str, message: str) -> None:
+    """Send a JSON error in the project's shape (see ``errors.error_response``)."""
+    body = json.dumps({"error": {"code": code, "message": message}}).encode()
+    headers: list[Any] = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

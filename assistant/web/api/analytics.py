@@ -80,7 +80,7 @@ def customers_at_risk(
 
 @router.get("/v1/customers/{customer_id}/health")
 def customer_health(
-    customer_id: Annotated[str, Path(min_length=1, max_length=255, pattern=r"^[^\x00]+$")],
+    customer_id: Annotated[str, Path(min_length=1, max_length=255)],
     _admin: AdminDep,
     runtime: RuntimeDep,
 ) -> dict[str, Any]:
