@@ -17,9 +17,7 @@ from __future__ import annotations
 
 import copy
 import time
-import uuid
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,12 +26,13 @@ import chromadb
 import pytest
 import schemathesis
 from chromadb.config import Settings as ChromaSettings
-from conftest import ADMIN_TOKEN, TestAgent, auth, make_agent, postgres_url, write_kb
+from conftest import ADMIN_TOKEN, TestAgent, auth, make_agent, write_kb
+from conftest import _postgres_backend as postgres_backend
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 from schemathesis.engine import events, from_schema
-from sqlalchemy import create_engine
+from servers import database_url
 
 from assistant.config import Settings
 from assistant.embeddings import HashingEmbedder
@@ -66,26 +65,6 @@ class World:
     raw_schema: dict[str, Any] = field(default_factory=dict)
 
 
-@contextmanager
-def fresh_postgres_url() -> Iterator[str]:
-    """A PostgreSQL URL whose search_path is a new, empty schema (dropped afterwards)."""
-    url = postgres_url()
-    if not url:
-        pytest.skip("set ASSISTANT_TEST_DATABASE_URL to a PostgreSQL URL to run these")
-    schema = f"t_{uuid.uuid4().hex[:12]}"
-    admin = create_engine(url, isolation_level="AUTOCOMMIT")
-    try:
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-        try:
-            yield f"{url}?options=-csearch_path%3D{schema}"
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-    finally:
-        admin.dispose()
-
-
 def _verified(client: TestClient, external_id: str, name: str) -> dict[str, str]:
     response = client.post("/v1/conversations", json={
         "customer": {"id": external_id, "name": name, "email": f"{external_id}@example.com"},
@@ -100,10 +79,17 @@ def _verified(client: TestClient, external_id: str, name: str) -> dict[str, str]
 def world(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory,
           intent_model_dir: Path) -> Iterator[World]:
     """One runtime for the module (building it per test would dominate the run time)."""
-    with ExitStack() as stack:
-        database = (stack.enter_context(fresh_postgres_url())
-                    if request.param == "postgresql" else None)
-        yield from _world(tmp_path_factory.mktemp("schemathesis"), intent_model_dir, database)
+    root = tmp_path_factory.mktemp("schemathesis")
+    if request.param == "sqlite":
+        yield from _world(root, intent_model_dir, None)
+        return
+    backends = postgres_backend()  # a fresh schema, dropped afterwards
+    backend = next(backends)
+    try:
+        yield from _world(root, intent_model_dir,
+                          database_url(backend.url, backend.connect_args))
+    finally:
+        next(backends, None)
 
 
 def _world(root: Path, intent_model_dir: Path, database: str | None) -> Iterator[World]:
