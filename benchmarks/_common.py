@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import platform
 import statistics
+import uuid
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import sqlalchemy as sa
 from rich.console import Console
 from rich.table import Table
 
@@ -62,3 +66,21 @@ def write_json(path: str | None, payload: dict[str, Any]) -> None:
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(payload, indent=2) + "\n")
     console.print(f"wrote {path}")
+
+
+@contextlib.contextmanager
+def fresh_pg_schema(url: str, prefix: str = "bench") -> Iterator[tuple[str, str]]:
+    """A new schema in a PostgreSQL database, dropped afterwards, so a shared database is
+    left as it was; yields ``(URL whose search_path is the schema, schema name)``."""
+    schema = f"{prefix}_{uuid.uuid4().hex[:12]}"
+    admin = sa.create_engine(url, poolclass=sa.pool.NullPool,
+                             connect_args={"connect_timeout": 5})
+    try:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
+        scoped = sa.make_url(url).update_query_dict({"options": f"-csearch_path={schema}"})
+        yield scoped.render_as_string(hide_password=False), schema
+    finally:
+        with admin.begin() as conn:
+            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        admin.dispose()

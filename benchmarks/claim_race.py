@@ -25,8 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import ROOT, console, percentile, show_table, write_json
-from sqlalchemy import create_engine
+from _common import ROOT, console, fresh_pg_schema, percentile, show_table, write_json
 from turn_latency import free_port, log_tail, stop_server
 
 from assistant.identity import hash_token, new_conversation_token
@@ -162,17 +161,8 @@ def main() -> None:
         results.append(run(f"sqlite:///{Path(tmp) / 'race.db'}", "sqlite", args.rounds,
                            args.claimers))
     if args.postgres:
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(args.postgres, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-        try:
-            url = f"{args.postgres}?options=-csearch_path%3D{schema}"
+        with fresh_pg_schema(args.postgres) as (url, _schema):
             results.append(run(url, "postgresql", args.rounds, args.claimers))
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-            admin.dispose()
     columns = list(results[0])
     show_table("claim race: 2 server processes, one database",
                columns, [[r[c] for c in columns] for r in results])

@@ -65,7 +65,6 @@ import statistics
 import subprocess
 import tempfile
 import time
-import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
@@ -73,9 +72,8 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from _common import ROOT, console, percentile, show_table, write_json
-from sqlalchemy import Engine, create_engine, func, insert, select, text
-from sqlalchemy.engine import make_url
+from _common import ROOT, console, fresh_pg_schema, percentile, show_table, write_json
+from sqlalchemy import Engine, func, insert, select, text
 
 from assistant.embeddings import HashingEmbedder
 from assistant.health.analytics import GAPS_CLUSTERED, AnalyticsService, Window
@@ -788,12 +786,6 @@ def _code_version() -> dict[str, Any]:
     return {"commit": commit, "uncommitted": [line[3:] for line in changed if line.strip()]}
 
 
-def _pg_url(base: str, schema: str) -> str:
-    url = make_url(base)
-    url = url.update_query_dict({"options": f"-csearch_path={schema}"})
-    return url.render_as_string(hide_password=False)
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
@@ -818,17 +810,8 @@ def main() -> None:
         with tempfile.TemporaryDirectory(prefix="health-scale-", dir=args.tmp_dir) as tmp:
             results.append(run(f"sqlite:///{Path(tmp) / 'scale.db'}", "sqlite", args, config))
     if args.backend in ("postgresql", "both"):
-        schema = f"bench_{uuid.uuid4().hex[:10]}"
-        admin = create_engine(args.pg_url, isolation_level="AUTOCOMMIT")
-        with admin.connect() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-        try:
-            results.append(run(_pg_url(args.pg_url, schema), "postgresql", args, config,
-                               schema=schema))
-        finally:
-            with admin.connect() as conn:
-                conn.exec_driver_sql(f"DROP SCHEMA {schema} CASCADE")
-            admin.dispose()
+        with fresh_pg_schema(args.pg_url) as (url, schema):
+            results.append(run(url, "postgresql", args, config, schema=schema))
 
     for r in results:
         show_table(f"health scale: {r['backend']}, {r['ingest']['events']:,} events, "

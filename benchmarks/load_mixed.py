@@ -64,19 +64,28 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import httpx
 import sqlalchemy as sa
-from _common import ROOT, console, percentile, require, show_table, write_json
+from _common import (
+    ROOT,
+    console,
+    fresh_pg_schema,
+    percentile,
+    require,
+    show_table,
+    write_json,
+)
 from sqlalchemy.pool import NullPool
 from turn_latency import (
+    clean_env,
     cores_busy,
     free_port,
     log_tail,
+    spawn_serve,
     stop_server,
     tree_cpu_seconds,
     wait_until_ready,
@@ -690,13 +699,6 @@ def create_agents(database_url: str, count: int, capacity: int) -> list[AgentUse
         engine.dispose()
 
 
-def clean_env(extra: dict[str, str]) -> dict[str, str]:
-    """This process's environment without any ``ASSISTANT_*`` setting, plus ``extra``."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
-    env.update(extra)
-    return env
-
-
 def ingest_template(kb_dir: Path, template: Path) -> None:
     """Ingest the KB once (``assistant ingest``); every configuration copies the index."""
     if (template / "chroma").is_dir():
@@ -728,19 +730,7 @@ def start_server(
     data_dir: Path, env_extra: dict[str, str], port: int, workers: int, log_path: Path
 ) -> subprocess.Popen[bytes]:
     """``assistant serve`` with a clean ``ASSISTANT_*`` environment, in its own group."""
-    env = clean_env(env_extra)
-    command = [sys.executable, "-m", "assistant.cli", "serve", "--host", "127.0.0.1",
-               "--port", str(port), "--workers", str(workers)]
-    with log_path.open("wb") as log:
-        return subprocess.Popen(
-            command,
-            cwd=data_dir,  # no stray .env from the caller's directory
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+    return spawn_serve(data_dir, clean_env(env_extra), port, workers, log_path)
 
 
 async def prepare(base_url: str, agents: list[AgentUser], timeout: float) -> None:
@@ -798,22 +788,6 @@ async def admin_stats(base_url: str, admin_token: str) -> dict[str, int]:
         return stats
 
 
-@contextlib.contextmanager
-def pg_schema(url: str) -> Iterator[str]:
-    """A fresh schema in the PostgreSQL database; yields a URL that uses it, then drops it."""
-    schema = f"load_{uuid.uuid4().hex[:12]}"
-    engine = sa.create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 5})
-    try:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"CREATE SCHEMA {schema}")
-        joiner = "&" if "?" in url else "?"
-        yield f"{url}{joiner}options=-csearch_path%3D{schema}"
-    finally:
-        with engine.begin() as conn:
-            conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
-        engine.dispose()
-
-
 def pg_reachable(url: str) -> str | None:
     """``None`` when PostgreSQL answers, else why not."""
     engine = sa.create_engine(url, poolclass=NullPool, connect_args={"connect_timeout": 5})
@@ -847,7 +821,7 @@ def run_config(
     try:
         with contextlib.ExitStack() as stack:
             if backend == "postgresql":
-                database_url = stack.enter_context(pg_schema(pg_url))
+                database_url, _ = stack.enter_context(fresh_pg_schema(pg_url, "load"))
             else:
                 database_url = f"sqlite:///{data_dir / 'assistant.db'}"
             agents = create_agents(database_url, options.agents, options.agent_capacity)

@@ -216,26 +216,29 @@ def start_server(
     data_dir: Path, kb_dir: Path, port: int, workers: int, embed_threads: int, log_path: Path
 ) -> subprocess.Popen[bytes]:
     """``assistant serve`` on 127.0.0.1:port in its own process group, logging to a file."""
+    env = clean_env({
+        "ASSISTANT_DATA_DIR": str(data_dir),
+        "ASSISTANT_KB_DIR": str(kb_dir),
+        "ASSISTANT_HOST": "127.0.0.1",
+        "ASSISTANT_PORT": str(port),
+        "ASSISTANT_EMBED_THREADS": str(embed_threads),
+    })
+    return spawn_serve(data_dir, env, port, workers, log_path)
+
+
+def clean_env(extra: dict[str, str]) -> dict[str, str]:
+    """This process's environment without any ``ASSISTANT_*`` setting, plus ``extra``."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("ASSISTANT_")}
-    env.update(
-        ASSISTANT_DATA_DIR=str(data_dir),
-        ASSISTANT_KB_DIR=str(kb_dir),
-        ASSISTANT_HOST="127.0.0.1",
-        ASSISTANT_PORT=str(port),
-        ASSISTANT_EMBED_THREADS=str(embed_threads),
-    )
-    command = [
-        sys.executable,
-        "-m",
-        "assistant.cli",
-        "serve",
-        "--host",
-        "127.0.0.1",
-        "--port",
-        str(port),
-        "--workers",
-        str(workers),
-    ]
+    env.update(extra)
+    return env
+
+
+def spawn_serve(
+    data_dir: Path, env: dict[str, str], port: int, workers: int, log_path: Path
+) -> subprocess.Popen[bytes]:
+    """Run ``assistant serve`` with exactly ``env``, in its own session, logging to a file."""
+    command = [sys.executable, "-m", "assistant.cli", "serve", "--host", "127.0.0.1",
+               "--port", str(port), "--workers", str(workers)]
     with log_path.open("wb") as log:
         return subprocess.Popen(
             command,
