@@ -174,9 +174,9 @@ class PrivacyStore(EngineStore):
                     session, KnowledgeGap, KnowledgeGap.created_at < messages_before, dry_run)
                 old_evidence = (Handoff.created_at < messages_before) & (
                     cast(Handoff.evidence, String) != "{}")
-                counts["handoff_evidence"] = _count(session, Handoff, old_evidence)
-                if not dry_run:
-                    session.execute(update(Handoff).where(old_evidence).values(evidence={}))
+                counts["handoff_evidence"] = _count(session, Handoff, old_evidence) if dry_run \
+                    else _rowcount(session.execute(
+                        update(Handoff).where(old_evidence).values(evidence={})))
             if events_before is not None:
                 folded = (Event.created_at < events_before) & (Event.id <= cursor)
                 counts["events"] = _purge(session, Event, folded, dry_run)
