@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import contextlib
 import json
 import platform
@@ -84,3 +85,12 @@ def fresh_pg_schema(url: str, prefix: str = "bench") -> Iterator[tuple[str, str]
         with admin.begin() as conn:
             conn.exec_driver_sql(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
         admin.dispose()
+
+
+def env_setting(text: str) -> tuple[str, str]:
+    """``"LIVE_POLL_SECONDS=1"`` -> ``("ASSISTANT_LIVE_POLL_SECONDS", "1")``."""
+    name, sep, value = text.partition("=")
+    if not sep or not name.strip():
+        raise argparse.ArgumentTypeError(f"{text!r}: want NAME=VALUE")
+    name = name.strip().upper()
+    return (name if name.startswith("ASSISTANT_") else f"ASSISTANT_{name}"), value

@@ -73,6 +73,7 @@ import sqlalchemy as sa
 from _common import (
     ROOT,
     console,
+    env_setting,
     fresh_pg_schema,
     percentile,
     require,
@@ -986,15 +987,6 @@ def bounds(text: str) -> tuple[float, float]:
     if not 0 <= pair[0] <= pair[1]:
         raise argparse.ArgumentTypeError(f"{text!r}: want MIN,MAX with 0 <= MIN <= MAX")
     return pair
-
-
-def env_setting(text: str) -> tuple[str, str]:
-    """``"LIVE_POLL_SECONDS=1"`` -> ``("ASSISTANT_LIVE_POLL_SECONDS", "1")``."""
-    name, sep, value = text.partition("=")
-    if not sep or not name.strip():
-        raise argparse.ArgumentTypeError(f"{text!r}: want NAME=VALUE")
-    name = name.strip().upper()
-    return (name if name.startswith("ASSISTANT_") else f"ASSISTANT_{name}"), value
 
 
 def main() -> None:

@@ -10,14 +10,19 @@ and reports p50/p95/p99 wall-clock milliseconds and the mean of each stage of
 port of 127.0.0.1 over the same data directory, waits for ``GET /healthz``, then runs an
 asyncio + httpx load generator: every client opens its own conversation and posts messages
 (each with a unique ``Idempotency-Key``) for ``--duration`` seconds or ``--requests`` posts.
-Reports turns/s, p50/p95/p99 latency of successful posts and errors (any non-2xx or
-transport failure). After the server has stopped, the engine timings it stored on each
-reply are read back from its SQLite database, to show how much of a turn's latency is
-the engine and how much is the rest (HTTP, storage, waiting for a worker).
+A turn counts only when the bot answered it: once a question hands the conversation to a
+person, later messages are stored and classified but not answered (they would measure a
+cheaper path), so that client starts a new conversation, as a new customer would.
+Reports turns/s, p50/p95/p99 latency of answered posts, how many posts were held for a
+person instead, and errors (any non-2xx or transport failure). After the server has
+stopped, the engine timings it stored on each reply are read back from its SQLite
+database, to show how much of a turn's latency is the engine and how much is the rest
+(HTTP, storage, waiting for a worker).
 
     python benchmarks/turn_latency.py [--turns 400] [--clients 16] [--duration 20]
         [--requests N] [--workers 1 2] [--embed-threads N] [--skip-engine] [--skip-http]
-        [--profile [TURNS]] [--data-dir DIR] [--json results/turn_latency.json]
+        [--profile [TURNS]] [--data-dir DIR] [--server-env NAME=VALUE]
+        [--json results/turn_latency.json]
 
 The server runs with a clean ``ASSISTANT_*`` environment (only data dir, KB dir, host,
 port and ``--embed-threads`` are set), so local settings cannot change what is measured.
@@ -49,7 +54,16 @@ from pathlib import Path
 from typing import Any
 
 import httpx
-from _common import ROOT, console, mean, percentile, require, show_table, write_json
+from _common import (
+    ROOT,
+    console,
+    env_setting,
+    mean,
+    percentile,
+    require,
+    show_table,
+    write_json,
+)
 
 from assistant.config import Settings
 from assistant.kb.audience import Audience
@@ -116,6 +130,8 @@ class LoadResult:
     """What one HTTP load run measured."""
 
     latencies_ms: list[float] = field(default_factory=list)
+    held: int = 0  # posts answered by nobody: the conversation was with a person
+    handoffs: int = 0
     errors: int = 0
     error_samples: list[str] = field(default_factory=list)
     seconds: float = 0.0
@@ -213,15 +229,29 @@ def free_port() -> int:
 
 
 def start_server(
-    data_dir: Path, kb_dir: Path, port: int, workers: int, embed_threads: int, log_path: Path
+    data_dir: Path,
+    kb_dir: Path,
+    port: int,
+    workers: int,
+    embed_threads: int,
+    log_path: Path,
+    server_env: dict[str, str] | None = None,
 ) -> subprocess.Popen[bytes]:
-    """``assistant serve`` on 127.0.0.1:port in its own process group, logging to a file."""
+    """``assistant serve`` on 127.0.0.1:port in its own process group, logging to a file.
+
+    ``server_env`` (``--server-env``) is applied last, so it can override any default here.
+    """
     env = clean_env({
         "ASSISTANT_DATA_DIR": str(data_dir),
         "ASSISTANT_KB_DIR": str(kb_dir),
         "ASSISTANT_HOST": "127.0.0.1",
         "ASSISTANT_PORT": str(port),
         "ASSISTANT_EMBED_THREADS": str(embed_threads),
+        # Every client posts from 127.0.0.1 as fast as it is answered: the per-address and
+        # per-conversation limits would measure themselves, not the server.
+        "ASSISTANT_RATE_LIMIT_PER_MINUTE": "100000",
+        "ASSISTANT_IP_RATE_LIMIT_PER_MINUTE": "1000000",
+        **(server_env or {}),
     })
     return spawn_serve(data_dir, env, port, workers, log_path)
 
@@ -406,10 +436,23 @@ async def drive(
                     result.error(f"{type(exc).__name__}: {exc}")
                     continue
                 elapsed_ms = (time.perf_counter() - t0) * 1000
-                if response.is_success:
-                    result.latencies_ms.append(elapsed_ms)
-                else:
+                if not response.is_success:
                     result.error(f"HTTP {response.status_code}: {response.text[:200]}")
+                    continue
+                body = response.json()
+                if body.get("reply") is None:
+                    result.held += 1
+                else:
+                    result.latencies_ms.append(elapsed_ms)
+                if body.get("reply") is None or body.get("handoff") is not None:
+                    # A person has this conversation now: the bot would not answer again.
+                    result.handoffs += body.get("handoff") is not None
+                    try:
+                        conversation = await open_conversation(client)
+                    except httpx.HTTPError as exc:
+                        result.error(f"new conversation: {type(exc).__name__}: {exc}")
+                        return
+                    result.conversation_ids.append(conversation[0])
 
         server_cpu = tree_cpu_seconds(server_pid)
         client_cpu = own_cpu()
@@ -462,13 +505,16 @@ def run_http(
     duration: float,
     requests: int,
     timeout: float,
+    server_env: dict[str, str] | None = None,
 ) -> dict[str, Any]:
     """Start the server, drive it, stop it; the load numbers and the server's own timings."""
     port = free_port()
     base_url = f"http://127.0.0.1:{port}"
     log_path = data_dir / f"server-{workers}w-{port}.log"
     console.print(f"starting `assistant serve --workers {workers}` on {base_url} ...")
-    proc = start_server(data_dir, kb_dir, port, workers, embed_threads, log_path)
+    proc = start_server(
+        data_dir, kb_dir, port, workers, embed_threads, log_path, server_env
+    )
     try:
         health = wait_until_ready(proc, base_url, workers, log_path)
         pids = worker_pids(log_path)
@@ -497,6 +543,8 @@ def run_http(
         "server_cpu_ms_per_turn": server_cpu * 1000 / turns if server_cpu is not None else None,
         "server_cores_busy": server_cpu / load.seconds if server_cpu and load.seconds else None,
         "client_cpu_ms_per_turn": load.client_cpu_seconds * 1000 / turns,
+        "held": load.held,
+        "handoffs": load.handoffs,
         "workers_requested": workers,
         "embed_threads": embed_threads,
         "workers_started": len(pids),
@@ -611,7 +659,9 @@ def report(engine: dict[str, Any] | None, http: list[dict[str, Any]], cores: int
             f"server {fmt(server.get('total'))} ms of it; server CPU "
             f"{fmt(run['server_cpu_ms_per_turn'])} ms/turn ({fmt(run['server_cores_busy'], 2)} "
             f"cores busy); load generator CPU {fmt(run['client_cpu_ms_per_turn'])} ms/turn, "
-            f"so {cores} fully used cores would give at most {fmt(ceiling, 0)} turns/s"
+            f"so {cores} fully used cores would give at most {fmt(ceiling, 0)} turns/s; "
+            f"{run['handoffs']} hand-offs (each client then opened a new conversation), "
+            f"{run['held']} posts held for a person"
         )
         if run["workers_started"] != run["workers_requested"]:
             console.print(
@@ -669,6 +719,14 @@ def main() -> None:
         help="ONNX intra-op threads for the engine and the server (0 = ORT default)",
     )
     parser.add_argument("--timeout", type=float, default=30.0, help="per-request timeout (s)")
+    parser.add_argument(
+        "--server-env",
+        type=env_setting,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a server setting, e.g. REQUEST_THREADS=8 (repeatable; ASSISTANT_ is implied)",
+    )
     parser.add_argument("--skip-engine", action="store_true", help="no in-process engine run")
     parser.add_argument("--skip-http", action="store_true", help="no HTTP run")
     parser.add_argument(
@@ -727,6 +785,7 @@ def main() -> None:
                         duration=args.duration,
                         requests=args.requests,
                         timeout=args.timeout,
+                        server_env=dict(args.server_env),
                     )
                 )
 
@@ -741,6 +800,7 @@ def main() -> None:
             "cpu_cores": cores,
             "cores_busy_before": busy_before,
             "embed_threads": args.embed_threads,
+            "server_env": dict(args.server_env),
             "kb_dir": str(kb_dir),
             "questions": len(QUESTIONS),
             "engine": engine,
