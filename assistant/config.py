@@ -73,6 +73,12 @@ class Settings(BaseSettings):
         le=256,
         description="Model calls in flight per server process (threads that mostly wait).",
     )
+    llm_tokens_per_identity_per_day: int = Field(
+        200_000,
+        ge=0,
+        description="Model tokens one customer (or one visitor's address) may spend per UTC "
+        "day; past it they get the offline answer. 0 turns the budget off.",
+    )
     product_name: str = Field(
         "Tallyboard", min_length=1, max_length=80, description="Product named in prompts."
     )

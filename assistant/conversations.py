@@ -29,6 +29,7 @@ from assistant.storage.records import (
     MessageRecord,
 )
 from assistant.storage.repos import Store
+from assistant.token_budget import TokenBudget, identity_for
 from assistant.understanding.history import PriorTurn
 
 logger = logging.getLogger(__name__)
@@ -99,8 +100,10 @@ class ConversationService:
         widget_secret: str | None,
         max_message_chars: int,
         idempotency_stale_after: timedelta,
+        budget: TokenBudget | None = None,
     ) -> None:
         self._store = store
+        self._budget = budget
         self._engine = engine
         self._bus = bus or EventBus()
         self._handoffs = handoffs
@@ -165,12 +168,14 @@ class ConversationService:
         idempotency_key: str | None,
         on_stored: Callable[[MessageRecord], None] | None = None,
         stream: ReplyStream | None = None,
+        client_address: str | None = None,
     ) -> PostedMessage:
         """Store the customer's message, answer it, store the answer.
 
         ``on_stored`` is called with the customer's message as soon as it is committed,
         before the engine runs (a streaming client can show it as delivered at once);
         ``stream`` receives a generated reply's text as the model writes it.
+        ``client_address`` is who an unverified visitor's model tokens are charged to.
         """
         text = self.validate_text(text)
         outcome = self._store.begin_customer_message(
@@ -203,7 +208,9 @@ class ConversationService:
         returned = (
             self._handoffs.returned_reasons(conversation.id) if self._handoffs else frozenset()
         )
-        turn = self._answer(conversation, customer, text, history, returned, stream)
+        turn = self._answer(
+            conversation, customer, text, history, returned, stream, client_address
+        )
         available = self._availability_if_handing_off(turn.annotations)
         if available is not None:
             # The customer learns in the same reply whether a person is coming, and when.
@@ -432,9 +439,16 @@ class ConversationService:
         history: list[PriorTurn],
         returned_reasons: frozenset[str] = frozenset(),
         stream: ReplyStream | None = None,
+        client_address: str | None = None,
     ) -> _Turn:
         audience = Audience(
             verified=bool(customer and customer.verified), plan=customer.plan if customer else None
+        )
+        identity = identity_for(
+            conversation_id=conversation.id,
+            customer_id=customer.id if customer else None,
+            verified=audience.verified,
+            client_address=client_address,
         )
         try:
             turn: TurnResult = self._engine.handle_turn(
@@ -445,6 +459,7 @@ class ConversationService:
                 history=history,
                 returned_reasons=returned_reasons,
                 stream=stream,
+                allow_model=self._model_allowed(identity),
             )
         except Exception as exc:
             if stream is not None:
@@ -475,9 +490,29 @@ class ConversationService:
                 message_annotations={},
                 events=(),
             )
+        self._charge(identity, turn.answer.model_calls)
         return _Turn(
             text=turn.reply_text,
             annotations=turn.annotations(),
             message_annotations=turn.message_annotations(),
             events=turn.events,
         )
+
+    def _model_allowed(self, identity: str) -> bool:
+        # Only asked when a model is configured: the offline path makes no extra query.
+        if self._budget is None or self._engine.generator is None:
+            return True
+        try:
+            return self._budget.allows(identity)
+        except Exception:
+            # A ledger that cannot be read must not cost the customer their answer.
+            logger.exception("could not read the token budget of %s", identity)
+            return True
+
+    def _charge(self, identity: str, calls: tuple[dict[str, Any], ...]) -> None:
+        if self._budget is None or not calls:
+            return
+        try:
+            self._budget.charge(identity, calls)
+        except Exception:
+            logger.exception("could not charge %s for its model tokens", identity)

@@ -134,6 +134,7 @@ class Engine:
         history: Sequence[PriorTurn] = (),
         returned_reasons: frozenset[str] = frozenset(),
         stream: ReplyStream | None = None,
+        allow_model: bool = True,
     ) -> TurnResult:
         """Answer one customer message, given the conversation's earlier turns.
 
@@ -141,7 +142,9 @@ class Engine:
         bot; the policy will not hand off again for those alone (the loop guard).
         With a generator (a chat model) configured, the extractive answer is the draft:
         the policy decides on it first, so no model call is spent on a hand-off, and the
-        model's checked text streams into ``stream`` as it is written.
+        model's checked text streams into ``stream`` as it is written. With
+        ``allow_model`` false (the customer's token budget is spent) the draft is the
+        answer, marked with the fallback ``token_budget``.
         """
         ids = {"conversation_id": conversation_id, "customer_id": customer_id}
         clock = _Clock()
@@ -211,6 +214,8 @@ class Engine:
             if injection:
                 # The model never sees a message that tries to instruct it.
                 answer = replace(answer, fallback="injection_suspected")
+            elif not allow_model:
+                answer = replace(answer, fallback="token_budget")
             else:
                 answer = self.generator.answer(
                     question=text, retrieval=retrieval, min_confidence=self.min_confidence,

@@ -29,12 +29,14 @@ from assistant.live import LiveFeed
 from assistant.llm import ChatModel, build_chat_model
 from assistant.policy import load_policy
 from assistant.privacy import PrivacyService
+from assistant.storage.budget_repo import TokenSpendStore
 from assistant.storage.db import make_engine, migrate
 from assistant.storage.handoff_repo import HandoffStore
 from assistant.storage.health_repo import HealthStore
 from assistant.storage.privacy_repo import PrivacyStore
 from assistant.storage.repos import Store
 from assistant.storage.webhook_repo import WebhookStore
+from assistant.token_budget import TokenBudget
 from assistant.understanding.components import build_classifier
 from assistant.understanding.taxonomy import load_taxonomy
 
@@ -125,6 +127,11 @@ def build_runtime(
         widget_secret=settings.widget_secret.get_secret_value() if settings.widget_secret else None,
         max_message_chars=settings.max_message_chars,
         idempotency_stale_after=timedelta(seconds=settings.idempotency_stale_seconds),
+        budget=TokenBudget(
+            TokenSpendStore(db),
+            per_day=settings.llm_tokens_per_identity_per_day,
+            unreported_call_tokens=settings.llm_max_tokens,
+        ),
     )
     health_store = HealthStore(db)
     health = HealthService(

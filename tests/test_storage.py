@@ -64,7 +64,7 @@ def test_migrations_match_models(backend: Backend):
 def test_migrate_is_idempotent(backend: Backend):
     migrate(backend.engine)
     with backend.engine.connect() as conn:
-        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0005"
+        assert conn.execute(text("SELECT version_num FROM alembic_version")).scalar() == "0006"
 
 
 def test_sqlite_pragmas(tmp_path):

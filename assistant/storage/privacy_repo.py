@@ -30,6 +30,7 @@ from assistant.storage.tables import (
     KnowledgeGap,
     Message,
     ProjectionCursor,
+    TokenSpend,
     WebhookDelivery,
     utcnow,
 )
@@ -117,6 +118,12 @@ class PrivacyStore(EngineStore):
                 delete(CustomerHealth).where(CustomerHealth.customer_id == customer_id)))
             counts["health_history"] = _rowcount(session.execute(
                 delete(HealthHistory).where(HealthHistory.customer_id == customer_id)))
+            # The model-token ledger names verified customers and CLI conversations.
+            counts["token_spend"] = 0
+            for chunk in _chunks([f"customer:{customer_id}",
+                                  *(f"conversation:{c}" for c in conversations)]):
+                counts["token_spend"] += _rowcount(session.execute(
+                    delete(TokenSpend).where(TokenSpend.identity.in_(chunk))))
             counts["customers"] = _rowcount(
                 session.execute(delete(Customer).where(Customer.id == customer_id)))
             return counts

@@ -414,3 +414,18 @@ class AuditEntry(Base):
     target: Mapped[str | None] = mapped_column(String(200))
     outcome: Mapped[str] = mapped_column(String(16))  # "ok" | "denied" | "failed"
     details: Mapped[dict[str, Any]] = mapped_column(JSONType, default=dict)
+
+
+class TokenSpend(Base):
+    """Chat-model tokens spent per identity per UTC day: the per-identity budget's ledger.
+
+    ``identity`` is ``customer:<id>`` for a verified customer, else ``ip:<sha256>`` of the
+    visitor's address or ``conversation:<id>``: never a raw address.
+    """
+
+    __tablename__ = "token_spend"
+
+    identity: Mapped[str] = mapped_column(String(100), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True, index=True)  # YYYY-MM-DD
+    tokens: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)

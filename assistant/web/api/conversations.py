@@ -23,6 +23,7 @@ from assistant.web.deps import (
     limit_per_conversation,
     limit_per_ip,
 )
+from assistant.web.rate_limits import client_ip
 from assistant.web.schemas import (
     MAX_EVENT_ID,
     MAX_MESSAGE_ID,
@@ -121,11 +122,14 @@ async def post_message(
         posted = await run_in_threadpool(
             conversations.post_message,
             conversation, text=body.text, idempotency_key=idempotency_key,
+            client_address=client_ip(request),
         )
         return _turn_public(posted)
     conversations.validate_text(body.text)  # bad input is still a plain 422
     return StreamingResponse(
-        _stream_turn(conversations, conversation, body.text, idempotency_key),
+        _stream_turn(
+            conversations, conversation, body.text, idempotency_key, client_ip(request)
+        ),
         media_type="text/event-stream",
         headers=SSE_HEADERS,
     )
@@ -159,6 +163,7 @@ async def _stream_turn(
     conversation: ConversationRecord,
     text: str,
     idempotency_key: str | None,
+    client_address: str,
 ) -> AsyncIterator[str]:
     events: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
     stream = _QueueStream(asyncio.get_running_loop(), events)
@@ -169,6 +174,7 @@ async def _stream_turn(
     work = asyncio.ensure_future(run_in_threadpool(
         conversations.post_message, conversation, text=text,
         idempotency_key=idempotency_key, on_stored=on_stored, stream=stream,
+        client_address=client_address,
     ))
     work.add_done_callback(lambda _: events.put_nowait(("finished", None)))
     streamed = False
