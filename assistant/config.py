@@ -143,6 +143,9 @@ class Settings(BaseSettings):
         None, description="HMAC secret for identity verification of signed-in customers."
     )
     admin_token: SecretStr | None = Field(None, description="Bootstrap admin credential.")
+    metrics_token: SecretStr | None = Field(
+        None, description="Bearer token a Prometheus scraper sends to GET /metrics."
+    )
     host: str = Field("127.0.0.1", description="Address `assistant serve` binds.")
     port: int = Field(8000, ge=1, le=65535, description="Port `assistant serve` binds.")
     request_threads: int = Field(

@@ -169,7 +169,7 @@ HANDOFF = "/v1/agent/handoffs/{handoff_id}"
 ROUTES: tuple[Row, ...] = (
     # operations and API docs
     Row("GET", "/healthz", PUBLIC),
-    Row("GET", "/metrics", PUBLIC),  # aggregate counts only, no customer data
+    Row("GET", "/metrics", ADMIN_ONLY),  # or ASSISTANT_METRICS_TOKEN (test_health_api)
     Row("GET", "/openapi.json", PUBLIC),
     Row("GET", "/docs", PUBLIC),
     Row("GET", "/docs/oauth2-redirect", PUBLIC),

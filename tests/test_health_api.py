@@ -14,6 +14,7 @@ from sqlalchemy import select
 from assistant.identity import user_hash
 from assistant.runtime import Runtime
 from assistant.storage.tables import WebhookDelivery
+from assistant.web.app import create_app
 
 SECRET = "health-test-secret"
 ADMIN = auth(ADMIN_TOKEN)
@@ -170,8 +171,24 @@ def test_metrics_speak_prometheus(client, runtime) -> None:
     eve = Customer(client, "eve")
     eve.start()
     eve.say("How do I reset my password?")
-    text = client.get("/metrics").text
+    text = client.get("/metrics", headers=ADMIN).text
     assert "# TYPE assistant_conversations_total counter" in text
     assert "assistant_conversations_total 1" in text
     assert 'assistant_customers{band="healthy"} 1' in text
     assert "assistant_health_lag_events 0" in text
+
+
+def test_metrics_need_the_scrapers_token_or_an_admin(runtime, agent) -> None:
+    runtime.settings = runtime.settings.model_copy(
+        update={"metrics_token": SecretStr("scrape-me")})
+    with TestClient(create_app(runtime=runtime)) as client:
+        anonymous = client.get("/metrics")
+        assert anonymous.status_code == 401
+        assert "ASSISTANT_METRICS_TOKEN" in anonymous.json()["error"]["message"]
+        assert client.get("/metrics", headers=auth("wrong")).status_code == 401
+        assert client.get("/metrics", headers=auth(agent.token)).status_code == 403
+        scraped = client.get("/metrics", headers=auth("scrape-me"))
+        assert scraped.status_code == 200 and "assistant_conversations_total" in scraped.text
+        assert client.get("/metrics", headers=ADMIN).status_code == 200
+        # The scraper's token opens nothing else.
+        assert client.get("/v1/analytics/summary", headers=auth("scrape-me")).status_code == 401

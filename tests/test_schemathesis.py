@@ -44,7 +44,7 @@ SEED = 20260917
 MAX_EXAMPLES = 25  # per operation and phase; the whole file runs in well under a minute
 WIDGET_SECRET = "schemathesis-widget-secret"
 # Operations anyone may call. A new route is private unless it is added here on purpose.
-PUBLIC = {("GET", "/healthz"), ("GET", "/metrics"), ("POST", "/v1/conversations")}
+PUBLIC = {("GET", "/healthz"), ("POST", "/v1/conversations")}
 SCHEMES = ("conversationToken", "agentToken", "adminToken")
 DETAIL_CHARS = 700
 

@@ -142,6 +142,33 @@ def admin(principal: StaffDep) -> Principal:
 AdminDep = Annotated[Principal, Depends(admin)]
 
 
+def metrics_reader(
+    request: Request,
+    runtime: RuntimeDep,
+    authorization: Annotated[str | None, Header()] = None,
+    x_csrf_token: Annotated[str | None, Header()] = None,
+) -> None:
+    """A Prometheus scraper with ``ASSISTANT_METRICS_TOKEN``, or an admin.
+
+    Metrics are aggregate counts, but they are the business's numbers, and a scrape folds
+    pending events first: not something to hand to anyone who asks.
+    """
+    configured = runtime.settings.metrics_token
+    if (
+        authorization
+        and configured is not None
+        and token_matches(bearer_token(authorization), hash_secret(configured.get_secret_value()))
+    ):
+        return
+    try:
+        admin(staff(request, runtime, authorization, x_csrf_token))
+    except Unauthorized as exc:
+        raise Unauthorized(
+            f"{exc} (a Prometheus scraper sends 'Authorization: Bearer "
+            "<ASSISTANT_METRICS_TOKEN>')"
+        ) from exc
+
+
 def acting_agent(principal: StaffDep) -> AgentRecord:
     """The agent behind the request; actions that own conversations need one."""
     if principal.agent is None:

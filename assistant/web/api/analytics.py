@@ -6,17 +6,24 @@ import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Depends, Path, Query
 from fastapi.responses import PlainTextResponse
 from pydantic import BeforeValidator
 
 from assistant.errors import InvalidInput
 from assistant.health.analytics import Window
-from assistant.web.deps import AdminDep, RuntimeDep
+from assistant.web.deps import AdminDep, RuntimeDep, metrics_reader
 from assistant.web.schemas import ErrorBody
 
 router = APIRouter(tags=["analytics"],
                    responses={code: {"model": ErrorBody} for code in (401, 403, 404, 422)})
+# /metrics answers text/plain, but its refusals are the usual JSON error body.
+_JSON_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"description": description, "content": {"application/json": {
+        "schema": {"$ref": "#/components/schemas/ErrorBody"}}}}
+    for code, description in ((401, "No valid credential"), (403, "Not an admin"),
+                              (422, "A NUL byte in the query"))
+}
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 
@@ -89,9 +96,11 @@ def customer_health(
     return runtime.health.customer(customer_id).as_dict()
 
 
-@router.get("/metrics", response_class=PlainTextResponse, include_in_schema=True)
+@router.get("/metrics", response_class=PlainTextResponse, include_in_schema=True,
+            dependencies=[Depends(metrics_reader)], responses=_JSON_ERRORS)
 def metrics(runtime: RuntimeDep) -> str:
-    """Prometheus text format: aggregate counts only, no customer data."""
+    """Prometheus text format: aggregate counts only, no customer data. Send
+    ``Authorization: Bearer <ASSISTANT_METRICS_TOKEN>`` (or an admin credential)."""
     runtime.health.catch_up()
     lines: list[str] = []
 
