@@ -147,9 +147,8 @@ def operations(schema: dict[str, Any]) -> Iterator[tuple[str, str, dict[str, Any
 
 
 def needs_auth(operation: dict[str, Any]) -> bool:
-    """Whether the operation reads credentials (the app's auth is an Authorization header)."""
-    return any(p["in"] == "header" and p["name"].lower() == "authorization"
-               for p in operation.get("parameters", []))
+    """Whether the operation takes credentials (the app declares its bearer schemes)."""
+    return bool(operation.get("security"))
 
 
 def scheme_for(path: str) -> str:
@@ -163,15 +162,14 @@ def scheme_for(path: str) -> str:
 
 
 def with_security(schema: dict[str, Any]) -> dict[str, Any]:
-    """A copy of ``schema`` where the Authorization header is a declared bearer scheme."""
+    """A copy of ``schema`` whose one staff scheme is split by the credential the fuzzer
+    uses: an agent's token on agent routes, the admin token elsewhere."""
     schema = copy.deepcopy(schema)
     schema.setdefault("components", {})["securitySchemes"] = {
         name: {"type": "http", "scheme": "bearer"} for name in SCHEMES
     }
     for _, path, operation in operations(schema):
         if needs_auth(operation):
-            operation["parameters"] = [p for p in operation["parameters"]
-                                       if p["name"].lower() != "authorization"]
             operation["security"] = [{scheme_for(path): []}]
     return schema
 
@@ -320,6 +318,25 @@ def test_only_the_known_operations_are_public(world: World) -> None:
     public = {(method, path) for method, path, operation in operations(world.raw_schema)
               if not needs_auth(operation)}
     assert public == PUBLIC
+
+
+def test_every_operation_declares_its_credential_for_the_docs(world: World) -> None:
+    """/docs' Authorize button works: bearer schemes, not an Authorization parameter."""
+    schemes = world.raw_schema["components"]["securitySchemes"]
+    assert set(schemes) == {"conversationToken", "staffToken", "metricsToken"}
+    assert all(s == {**s, "type": "http", "scheme": "bearer"} for s in schemes.values())
+    declared: dict[str, set[str]] = {}
+    for method, path, operation in operations(world.raw_schema):
+        assert not any(p["in"] == "header" and p["name"].lower() == "authorization"
+                       for p in operation.get("parameters", [])), (method, path)
+        for requirement in operation.get("security", []):
+            for name in requirement:
+                declared.setdefault(name, set()).add(f"{method} {path}")
+    assert declared["metricsToken"] == {"GET /metrics"}
+    assert all(p.split()[1].startswith("/v1/conversations/")
+               for p in declared["conversationToken"])
+    assert "GET /v1/agent/queue" in declared["staffToken"]
+    assert not declared["conversationToken"] & declared["staffToken"]
 
 
 def test_every_private_operation_refuses_missing_and_wrong_credentials(world: World) -> None:

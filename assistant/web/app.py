@@ -24,6 +24,7 @@ from assistant.web.api import agent, analytics, conversations, health, kb, priva
 from assistant.web.audit import AuditMiddleware
 from assistant.web.errors import install_error_handlers
 from assistant.web.limits import BodySizeLimit, RejectNul
+from assistant.web.openapi import install_security_schemes
 from assistant.web.rate_limits import build_limiter
 from assistant.web.security_headers import SecurityHeaders
 from assistant.webhooks import WebhookSender, WebhookWorker
@@ -97,6 +98,7 @@ def create_app(settings: Settings | None = None, *, runtime: Runtime | None = No
     app.include_router(privacy.router)
     app.include_router(console.router)
     app.include_router(widget.router)
+    install_security_schemes(app)
     if settings.widget_origins:
         # Host sites may also call the customer API directly (their own UI); the widget
         # itself needs no CORS, its frame is same-origin with the API.
