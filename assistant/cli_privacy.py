@@ -83,10 +83,24 @@ def retention_run(
     """Delete what is older than the retention windows; safe to run from cron.
 
     ASSISTANT_RETENTION_MESSAGES_DAYS, ..._EVENTS_DAYS and ..._AUDIT_DAYS set the windows;
-    an unset window keeps that data forever.
+    ..._CUSTOMERS_DAYS erases customers with no conversation activity for that long. An
+    unset window keeps that data forever.
     """
     settings = get_settings()
-    report = _privacy(settings).apply_retention(settings, actor=cli_actor(), dry_run=dry_run)
+    if settings.retention_customers_days and not dry_run:
+        # Erasing customers reaches Chroma too, like `customers erase`: the whole runtime.
+        try:
+            runtime = build_runtime(settings)
+        except AssistantError as exc:
+            err.print(f"[red]error:[/red] {exc}")
+            raise typer.Exit(1) from exc
+        try:
+            report = runtime.privacy.apply_retention(settings, actor=cli_actor())
+        finally:
+            runtime.close()
+    else:
+        report = _privacy(settings).apply_retention(settings, actor=cli_actor(),
+                                                    dry_run=dry_run)
     if as_json:
         typer.echo(json.dumps(report.as_dict(), indent=2))
         return

@@ -130,6 +130,11 @@ class Settings(BaseSettings):
         None, ge=1, description="`assistant retention run` deletes interaction events (once "
         "folded into health and metrics) and finished webhook deliveries older than this.",
     )
+    retention_customers_days: int | None = Field(
+        None, ge=1, description="`assistant retention run` erases customers (everything about "
+        "them, as `assistant customers erase` does) with no conversation activity for this "
+        "many days; unset keeps them.",
+    )
     retention_audit_days: int | None = Field(
         None, ge=1, description="`assistant retention run` deletes audit entries older than "
         "this; unset keeps the audit log forever.",

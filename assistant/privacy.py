@@ -107,10 +107,28 @@ class PrivacyService:
             "events_before": cutoff(settings.retention_events_days),
             "audit_before": cutoff(settings.retention_audit_days),
         }
-        removed = self._store.apply_retention(**cutoffs, dry_run=dry_run)
+        customers_before = cutoff(settings.retention_customers_days)
+        removed: dict[str, int] = {}
+        if customers_before is not None:
+            # First, so the erasures' own rows are not counted again by the windows below.
+            removed["inactive_customers"] = self._erase_inactive(customers_before, dry_run)
+        removed.update(self._store.apply_retention(**cutoffs, dry_run=dry_run))
         if not dry_run:
             self._store.compact()
-        shown = {k: v.isoformat() if v else None for k, v in cutoffs.items()}
+        shown = {k: v.isoformat() if v else None
+                 for k, v in {**cutoffs, "customers_inactive_before": customers_before}.items()}
         self._store.audit(actor=actor, action="retention.run", outcome="ok",
                           details={"removed": removed, "cutoffs": shown, "dry_run": dry_run})
         return RetentionReport(cutoffs=shown, removed=removed, dry_run=dry_run)
+
+    def _erase_inactive(self, before: datetime, dry_run: bool) -> int:
+        """Erase every customer inactive since ``before`` (each in its own transaction, as
+        ``erase_customer`` does); how many."""
+        inactive = self._store.inactive_customers(before)
+        if dry_run:
+            return len(inactive)
+        for customer_id in inactive:
+            self._store.erase_customer(customer_id)
+            if self._index is not None:
+                self._index.delete_customer(customer_id)
+        return len(inactive)

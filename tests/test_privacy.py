@@ -26,7 +26,14 @@ from assistant.config import Settings, get_settings
 from assistant.identity import user_hash
 from assistant.privacy import subject_hash
 from assistant.runtime import Runtime, build_runtime
-from assistant.storage.tables import Event, KnowledgeGap, Message, utcnow
+from assistant.storage.tables import (
+    Conversation,
+    Customer,
+    Event,
+    KnowledgeGap,
+    Message,
+    utcnow,
+)
 from assistant.web.app import create_app
 
 MARKER = "Zebracorn7731"
@@ -239,6 +246,41 @@ def test_retention_deletes_what_is_older_than_the_window_and_keeps_aggregates(
                        headers=auth(kept["token"])).json()["messages"]) >= 4
 
 
+def backdate_customer(runtime: Runtime, external_id: str, days: int) -> str:
+    """Make a customer and every conversation of theirs look ``days`` old; their id."""
+    customer = runtime.store.customer_by_external_id(external_id)
+    assert customer is not None
+    then = utcnow() - timedelta(days=days)
+    with runtime.store._engine.begin() as conn:
+        conn.execute(update(Customer).where(Customer.id == customer.id).values(created_at=then))
+        conn.execute(update(Conversation).where(Conversation.customer_id == customer.id)
+                     .values(created_at=then, updated_at=then))
+    return customer.id
+
+
+def test_customers_inactive_past_the_window_are_erased_whole(
+    api: TestClient, db_runtime: Runtime, two_customers: dict[str, dict[str, str]]
+) -> None:
+    gone = backdate_customer(db_runtime, "cust-erase", 400)
+    backdate_customer(db_runtime, "cust-keep", 100)  # inactive, but inside the window
+    settings = db_runtime.settings.model_copy(update={"retention_customers_days": 365})
+    dry = db_runtime.privacy.apply_retention(settings, actor="test", dry_run=True)
+    assert dry.removed["inactive_customers"] == 1
+    assert rows_with(db_runtime, MARKER), "a dry run erases no one"
+
+    report = db_runtime.privacy.apply_retention(settings, actor="test")
+    assert report.removed["inactive_customers"] == 1
+    assert report.cutoffs["customers_inactive_before"] is not None
+    assert rows_with(db_runtime, MARKER) == [] and rows_with(db_runtime, gone) == []
+    kept = two_customers["kept"]
+    assert api.get(f"/v1/conversations/{kept['id']}/messages",
+                   headers=auth(kept["token"])).status_code == 200
+    assert db_runtime.store.customer_by_external_id("cust-keep") is not None
+    (entry,) = db_runtime.privacy.audit_log(action="retention.run")[-1:]
+    assert entry.details["removed"]["inactive_customers"] == 1
+    assert MARKER.lower() not in json.dumps(entry.as_dict(), default=str).lower()
+
+
 def test_retention_keeps_events_the_projector_has_not_folded(db_runtime: Runtime,
                                                              api: TestClient) -> None:
     chat = start(api, "cust-late", "Lateblue")
@@ -283,6 +325,25 @@ def test_cli_erases_runs_retention_and_lists_the_audit_log(
     assert actions.count("customer.erase") == 2 and "retention.run" in actions
     assert all(e["actor"].startswith("cli") for e in json.loads(listed.stdout)
                if e["action"] in ("customer.erase", "retention.run"))
+
+
+@pytest.mark.usefixtures("cli_env")
+def test_cli_retention_erases_inactive_customers(
+    db_runtime: Runtime, two_customers: dict[str, dict[str, str]],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("ASSISTANT_RETENTION_CUSTOMERS_DAYS", "365")
+    get_settings.cache_clear()
+    backdate_customer(db_runtime, "cust-erase", 400)
+    runner = CliRunner()
+    dry = runner.invoke(cli, ["retention", "run", "--dry-run", "--json"])
+    assert dry.exit_code == 0, dry.output
+    assert json.loads(dry.stdout)["removed"]["inactive_customers"] == 1
+    done = runner.invoke(cli, ["retention", "run"])
+    assert done.exit_code == 0, done.output
+    assert "deleted 1 inactive_customers" in done.stdout
+    assert rows_with(db_runtime, MARKER) == []
+    assert db_runtime.store.customer_by_external_id("cust-keep") is not None
 
 
 @pytest.mark.usefixtures("cli_env")

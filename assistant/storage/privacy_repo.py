@@ -197,6 +197,20 @@ class PrivacyStore(EngineStore):
                 session.rollback()
         return counts
 
+    def inactive_customers(self, before: datetime) -> list[str]:
+        """Customers whose last conversation activity (or creation, without any) is older
+        than ``before``, oldest first."""
+        last = func.max(Conversation.updated_at)
+        query = (
+            select(Customer.id)
+            .outerjoin(Conversation, Conversation.customer_id == Customer.id)
+            .group_by(Customer.id, Customer.created_at)
+            .having(func.coalesce(last, Customer.created_at) < before)
+            .order_by(func.coalesce(last, Customer.created_at))
+        )
+        with self._read() as session:
+            return list(session.scalars(query))
+
     def oldest_message_at(self) -> datetime | None:
         """When the oldest stored message was written (``None`` when there is none)."""
         with self._read() as session:
