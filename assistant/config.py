@@ -179,6 +179,11 @@ class Settings(BaseSettings):
         "(comma-separated origins like https://www.example.com; '*' for any). The server's "
         "own origin (the /demo page) is always allowed.",
     )
+    public_url: str | None = Field(
+        None,
+        description="This server's public origin (https://support.example.com). The widget "
+        "frame and /demo use it as their own origin instead of the request's Host header.",
+    )
     widget_dir: Path = Field(
         PACKAGE_ROOT / "widget", description="Where the widget's JS, CSS and pages are."
     )
@@ -246,6 +251,16 @@ class Settings(BaseSettings):
                     raise ValueError(
                         f"{origin!r} is not an origin: use scheme://host[:port], no path"
                     )
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str | None) -> str | None:
+        if value is None:
+            return None
+        value = value.strip().rstrip("/")
+        if not _ORIGIN.match(value):
+            raise ValueError(f"{value!r} is not an origin: use scheme://host[:port], no path")
         return value
 
     @property

@@ -93,6 +93,24 @@ def test_the_demo_page_embeds_the_widget_from_this_server(client) -> None:
     assert own.status_code == 200  # the server's own pages may always embed it
 
 
+def test_with_a_public_url_the_host_header_is_not_trusted(runtime, widget_dir) -> None:
+    public = "https://support.example.com"
+    with app_client(runtime, widget_dir, public_url=public) as client:
+        spoofed = {"Host": "evil.example"}
+        page = client.get("/demo", headers=spoofed)
+        assert f'src="{public}/widget.js"' in page.text and "evil.example" not in page.text
+        assert page.headers["cache-control"] == "no-store"
+        # A frame request naming the spoofed host as its own origin is not "this server".
+        assert client.get("/widget/frame", params={"host": "http://evil.example"},
+                          headers=spoofed).status_code == 403
+        assert client.get("/widget/frame", params={"host": public}).status_code == 200
+
+
+def test_without_one_the_demo_is_never_cached(client) -> None:
+    # Rendered from the Host header: a shared cache must not hand one client's copy on.
+    assert client.get("/demo").headers["cache-control"] == "no-store"
+
+
 def test_cors_only_for_configured_origins(runtime, widget_dir) -> None:
     with app_client(runtime, widget_dir, widget_origins=["https://shop.example"]) as client:
         allowed = client.options("/v1/conversations", headers={
@@ -111,3 +129,14 @@ def test_bad_widget_origins_setting_is_refused() -> None:
 
     with pytest.raises(ValidationError, match="is not an origin"):
         Settings(widget_origins="https://shop.example/path", _env_file=None)
+
+
+def test_bad_public_url_setting_is_refused() -> None:
+    from pydantic import ValidationError
+
+    from assistant.config import Settings
+
+    with pytest.raises(ValidationError, match="is not an origin"):
+        Settings(public_url="support.example.com/help", _env_file=None)
+    assert Settings(public_url="https://support.example.com/",
+                    _env_file=None).public_url == "https://support.example.com"

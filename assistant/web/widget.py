@@ -36,8 +36,10 @@ ASSET_CACHE = "public, max-age=300"  # short: a KB team's widget update shows wi
 BASE_HEADERS = {"X-Content-Type-Options": "nosniff", "Referrer-Policy": "strict-origin"}
 
 
-def _own_origin(request: Request) -> str:
-    return str(request.base_url).rstrip("/")
+def _own_origin(request: Request, settings: Settings) -> str:
+    # The Host header is the client's to choose: behind a real domain, configure the
+    # origin instead of trusting it (ASSISTANT_PUBLIC_URL).
+    return settings.public_url or str(request.base_url).rstrip("/")
 
 
 def frame_ancestors(settings: Settings, own_origin: str) -> str:
@@ -113,7 +115,7 @@ def frame(
     settings = runtime.settings
     if not ORIGIN.match(host):
         raise InvalidInput("host must be the embedding page's origin, like https://example.com")
-    own = _own_origin(request)
+    own = _own_origin(request, settings)
     if not _may_embed(settings, host, own):
         raise Forbidden(
             f"{host} may not embed this widget: add it to ASSISTANT_WIDGET_ORIGINS on the server"
@@ -142,7 +144,7 @@ def frame(
 def demo(request: Request, runtime: RuntimeDep) -> HTMLResponse:
     """A sample host page with the widget embedded, as a customer's site would have it."""
     page = _templates(runtime.settings.widget_dir).get_template("demo.html").render(
-        assistant_url=_own_origin(request)
+        assistant_url=_own_origin(request, runtime.settings)
     )
     policy = (
         # As strict as a careful host site: the loader styles itself with a constructed
@@ -150,7 +152,9 @@ def demo(request: Request, runtime: RuntimeDep) -> HTMLResponse:
         "default-src 'self'; script-src 'self'; style-src 'self'; frame-src 'self'; "
         "img-src 'self' data:; object-src 'none'; base-uri 'none'; frame-ancestors 'none'"
     )
-    return HTMLResponse(page, headers={**BASE_HEADERS, "Content-Security-Policy": policy})
+    # Rendered from the request: no shared cache may keep one client's copy for another.
+    return HTMLResponse(page, headers={**BASE_HEADERS, "Content-Security-Policy": policy,
+                                       "Cache-Control": "no-store"})
 
 
 @router.get("/")
