@@ -10,10 +10,9 @@ import json
 import logging
 import sys
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
-from rich.markdown import Markdown
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -27,10 +26,14 @@ from assistant.cli_understanding import intents_app, policy_app, sentiment_app
 from assistant.cli_webhooks import webhooks_app
 from assistant.config import Settings, export_to_environment, get_settings
 from assistant.errors import AssistantError
-from assistant.kb.audience import Audience
-from assistant.kb.ingest import IngestReport
 from assistant.redaction import install_log_redaction
-from assistant.runtime import Runtime, build_runtime
+
+# Heavy imports (the runtime, models, Chroma, the database) live inside the commands that
+# use them: they take seconds to import, and `--help` and light commands should not wait.
+if TYPE_CHECKING:
+    from assistant.kb.audience import Audience
+    from assistant.kb.ingest import IngestReport
+    from assistant.runtime import Runtime
 
 app = typer.Typer(
     help="Offline-first AI customer-support assistant.", no_args_is_help=True,
@@ -68,6 +71,8 @@ def _settings(kb: Path | None = None) -> Settings:
 
 
 def _runtime(settings: Settings, *, quiet: bool = False) -> Runtime:
+    from assistant.runtime import build_runtime
+
     try:
         runtime = build_runtime(settings)
     except AssistantError as exc:
@@ -89,6 +94,8 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _audience(plan: str | None) -> Audience:
+    from assistant.kb.audience import Audience
+
     return Audience(verified=True, plan=plan) if plan else Audience.anonymous()
 
 
@@ -139,6 +146,8 @@ def ingest(
     as_json: JsonFlag = False,
 ) -> None:
     """Ingest the knowledge base incrementally (only new or changed articles are embedded)."""
+    from assistant.runtime import build_runtime
+
     settings = _settings(kb)
     try:
         runtime = build_runtime(settings)
@@ -187,6 +196,8 @@ def kb_search(
     as_json: JsonFlag = False,
 ) -> None:
     """Hybrid search; shows scored passages with their article ids."""
+    from assistant.kb.audience import Audience
+
     runtime = _runtime(_settings(), quiet=as_json)
     audience = _audience(plan) if plan or customer_view else Audience.operator()
     result = runtime.kb.retriever.search(query, k=k, audience=audience)
@@ -210,6 +221,8 @@ def ask(
     as_json: JsonFlag = False,
 ) -> None:
     """One turn through the full engine: answer, citations, intent, sentiment, decision."""
+    from rich.markdown import Markdown
+
     runtime = _runtime(_settings(), quiet=as_json)
     try:
         text = runtime.conversations.validate_text(question)
@@ -248,6 +261,8 @@ def _print_sources(annotations: dict[str, Any]) -> None:
 @app.command()
 def chat(plan: PlanOption = None) -> None:
     """Talk to the assistant in the terminal (stored like any conversation). Ctrl-D quits."""
+    from rich.markdown import Markdown
+
     from assistant.conversations import CustomerClaim
 
     runtime = _runtime(_settings())

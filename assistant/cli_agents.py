@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import secrets
 import sys
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -18,14 +18,17 @@ from assistant.config import get_settings
 from assistant.errors import AssistantError
 from assistant.identity import hash_token, new_conversation_token
 from assistant.passwords import hash_password
-from assistant.storage.db import make_command_engine, migrate
-from assistant.storage.handoff_repo import HandoffStore
-from assistant.storage.privacy_repo import PrivacyStore
+
+if TYPE_CHECKING:
+    from assistant.storage.handoff_repo import HandoffStore
 
 agents_app = typer.Typer(help="Manage agent and admin accounts.", no_args_is_help=True)
 
 
 def _store() -> HandoffStore:
+    from assistant.storage.db import make_command_engine, migrate
+    from assistant.storage.handoff_repo import HandoffStore
+
     engine = make_command_engine(get_settings().resolved_database_url)
     migrate(engine)
     return HandoffStore(engine)
@@ -34,6 +37,8 @@ def _store() -> HandoffStore:
 def _audit(action: str, agent_id: str, **details: str) -> None:
     """Record an account change in the audit log (ids only; never a password or token)."""
     from assistant.cli_privacy import cli_actor
+    from assistant.storage.db import make_command_engine
+    from assistant.storage.privacy_repo import PrivacyStore
 
     engine = make_command_engine(get_settings().resolved_database_url)
     try:

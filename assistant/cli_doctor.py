@@ -12,23 +12,19 @@ import time
 from collections.abc import Callable
 from typing import Annotated
 
-import redis
 import typer
 from rich.table import Table
 
 from assistant.cli_console import out
 from assistant.config import Settings, get_settings
-from assistant.embeddings import build_embedder
-from assistant.kb.articles import iter_kb_files
-from assistant.kb.vectors import make_chroma_client
-from assistant.llm import LLMError, build_chat_model, ping
-from assistant.storage.db import make_engine
-from assistant.storage.repos import Store
 
 Check = tuple[str, str]  # (status: ok | error | off, details)
 
 
 def _database(settings: Settings) -> Check:
+    from assistant.storage.db import make_engine
+    from assistant.storage.repos import Store
+
     url = settings.resolved_database_url
     engine = make_engine(url)
     try:
@@ -43,6 +39,8 @@ def _database(settings: Settings) -> Check:
 def _chroma(settings: Settings) -> Check:
     if not settings.chroma_url:
         return "ok", f"embedded, stored in {settings.chroma_path}"
+    from assistant.kb.vectors import make_chroma_client
+
     try:
         make_chroma_client(settings).heartbeat()
     except Exception as exc:  # any client or network failure is the finding
@@ -51,6 +49,8 @@ def _chroma(settings: Settings) -> Check:
 
 
 def _embeddings(settings: Settings) -> Check:
+    from assistant.embeddings import build_embedder
+
     embedder = build_embedder(settings)
     started = time.perf_counter()
     vector = embedder.embed(["doctor"])
@@ -59,6 +59,8 @@ def _embeddings(settings: Settings) -> Check:
 
 
 def _llm(settings: Settings) -> Check:
+    from assistant.llm import LLMError, build_chat_model, ping
+
     model = build_chat_model(settings)
     if model is None:
         return "off", "no ASSISTANT_LLM_BASE_URL: answers are extractive, fully offline"
@@ -80,6 +82,8 @@ def _llm(settings: Settings) -> Check:
 
 
 def _kb(settings: Settings) -> Check:
+    from assistant.kb.articles import iter_kb_files
+
     if not settings.kb_dir.is_dir():
         return "error", f"{settings.kb_dir} is not a directory"
     files = sum(1 for _ in iter_kb_files(settings.kb_dir))
@@ -89,6 +93,8 @@ def _kb(settings: Settings) -> Check:
 def _shared_limits(settings: Settings) -> Check:
     if not settings.redis_url:
         return "off", "rate limits and sign-in lockouts count per process (ASSISTANT_REDIS_URL)"
+    import redis
+
     where = settings.redis_url.split("@")[-1]  # never print a password
     try:
         redis.Redis.from_url(settings.redis_url, socket_timeout=2.0,

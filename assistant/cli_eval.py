@@ -11,18 +11,6 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from assistant.cli_console import err, out
 from assistant.config import get_settings
 from assistant.errors import AssistantError
-from assistant.evaluation.metrics import compare
-from assistant.evaluation.reports import (
-    build_report,
-    print_terminal,
-    read_json,
-    write_html,
-    write_json,
-    write_junit,
-)
-from assistant.evaluation.runner import SuiteReport, eval_runner
-from assistant.evaluation.suites import Suite, discover, load_suite
-from assistant.llm import build_chat_model
 
 DEFAULT_PATHS = [Path("evals")]
 
@@ -58,6 +46,19 @@ def eval_command(
     """Run eval suites through the engine; exit 1 when a threshold is missed, a case of a
     suite without thresholds fails, or a metric drops below the baseline by more than the
     tolerance; exit 2 on an invalid suite file."""
+    from assistant.evaluation.metrics import compare
+    from assistant.evaluation.reports import (
+        build_report,
+        print_terminal,
+        read_json,
+        write_html,
+        write_json,
+        write_junit,
+    )
+    from assistant.evaluation.runner import SuiteReport, eval_runner
+    from assistant.evaluation.suites import Suite, discover, load_suite
+    from assistant.llm import build_chat_model
+
     try:
         files = discover(paths or DEFAULT_PATHS)
         suites: list[Suite] = [load_suite(f).filtered(set(tag or [])) for f in files]

@@ -17,7 +17,7 @@ from collections.abc import Iterable, Iterator
 from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
-from typing import IO, Annotated, Any
+from typing import IO, TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.progress import Progress, TextColumn, TimeElapsedColumn
@@ -25,10 +25,9 @@ from rich.progress import Progress, TextColumn, TimeElapsedColumn
 from assistant.cli_console import err
 from assistant.config import get_settings
 from assistant.redaction import redact, redact_value
-from assistant.storage.db import make_engine, migrate
-from assistant.storage.privacy_repo import PrivacyStore
-from assistant.storage.records import EventRecord, MessageRecord
-from assistant.storage.repos import Store
+
+if TYPE_CHECKING:
+    from assistant.storage.records import EventRecord, MessageRecord
 
 EVENT_COLUMNS = ("id", "type", "created_at", "conversation_id", "customer_id", "payload")
 MESSAGE_COLUMNS = ("id", "conversation_id", "role", "text", "created_at")
@@ -163,6 +162,11 @@ def export_command(
 
     Emails, phone numbers, card numbers, IBANs and secrets are always redacted.
     """
+    from assistant.cli_privacy import cli_actor
+    from assistant.storage.db import make_engine, migrate
+    from assistant.storage.privacy_repo import PrivacyStore
+    from assistant.storage.repos import Store
+
     start, end = parse_when(since, "--since"), parse_when(until, "--until")
     if start is not None and end is not None and start >= end:
         raise typer.BadParameter("--since must be earlier than --until", param_hint="--since")
@@ -195,8 +199,6 @@ def export_command(
         raise typer.Exit(1) from None
     finally:
         store.dispose()
-    from assistant.cli_privacy import cli_actor
-
     PrivacyStore(engine).audit(actor=cli_actor(), action="export", details={
         "what": what, "rows": count, "since": since, "until": until, "format": str(fmt)})
     engine.dispose()

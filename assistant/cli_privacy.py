@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -16,10 +16,9 @@ from rich.table import Table
 from assistant.cli_console import err, out
 from assistant.config import Settings, get_settings
 from assistant.errors import AssistantError, NotFound
-from assistant.privacy import PrivacyService
-from assistant.runtime import build_runtime
-from assistant.storage.db import make_command_engine, migrate
-from assistant.storage.privacy_repo import PrivacyStore
+
+if TYPE_CHECKING:
+    from assistant.privacy import PrivacyService
 
 customers_app = typer.Typer(help="Customers' personal data: erasure on request.",
                             no_args_is_help=True)
@@ -40,6 +39,10 @@ def cli_actor() -> str:
 
 
 def _privacy(settings: Settings) -> PrivacyService:
+    from assistant.privacy import PrivacyService
+    from assistant.storage.db import make_command_engine, migrate
+    from assistant.storage.privacy_repo import PrivacyStore
+
     engine = make_command_engine(settings.resolved_database_url)
     migrate(engine)
     return PrivacyService(store=PrivacyStore(engine))
@@ -54,6 +57,8 @@ def erase(
     """Erase a customer everywhere (messages, events, health, webhooks, vectors); audited."""
     if not yes and not typer.confirm(f"Erase customer {customer!r} and all their data?"):
         raise typer.Exit(1)
+    from assistant.runtime import build_runtime
+
     try:
         runtime = build_runtime(get_settings())
     except AssistantError as exc:
@@ -89,6 +94,8 @@ def retention_run(
     settings = get_settings()
     if settings.retention_customers_days and not dry_run:
         # Erasing customers reaches Chroma too, like `customers erase`: the whole runtime.
+        from assistant.runtime import build_runtime
+
         try:
             runtime = build_runtime(settings)
         except AssistantError as exc:

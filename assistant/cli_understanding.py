@@ -9,23 +9,18 @@ from __future__ import annotations
 import json
 import time
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.table import Table
 
 from assistant.cli_console import err, out
 from assistant.config import Settings, get_settings
-from assistant.embeddings import build_embedder
 from assistant.errors import AssistantError
-from assistant.policy import EscalationPolicy, load_policy
-from assistant.understanding.components import load_intent_classifier
-from assistant.understanding.datasets import read_labelled_csv
-from assistant.understanding.intent import IntentClassifier, evaluate
-from assistant.understanding.sentiment import EMBEDDER_MODEL_ID as SENTIMENT_EMBEDDER_ID
-from assistant.understanding.sentiment import SentimentAnalyzer
-from assistant.understanding.sentiment import evaluate as evaluate_sentiment
-from assistant.understanding.taxonomy import Taxonomy, load_taxonomy
+
+if TYPE_CHECKING:
+    from assistant.policy import EscalationPolicy
+    from assistant.understanding.taxonomy import Taxonomy
 
 intents_app = typer.Typer(help="Train and evaluate the intent classifier.", no_args_is_help=True)
 sentiment_app = typer.Typer(help="Evaluate the sentiment model.", no_args_is_help=True)
@@ -44,6 +39,9 @@ def _fail(message: str, code: int = 1) -> typer.Exit:
 
 
 def _taxonomy_and_policy(settings: Settings) -> tuple[Taxonomy, EscalationPolicy]:
+    from assistant.policy import load_policy
+    from assistant.understanding.taxonomy import load_taxonomy
+
     try:
         taxonomy = load_taxonomy(settings.taxonomy_file)
         return taxonomy, load_policy(settings.policy_file, intents=taxonomy.labels)
@@ -73,6 +71,10 @@ def intents_train(
     seed: Annotated[int, typer.Option(help="Random seed (training is deterministic).")] = 0,
 ) -> None:
     """Train the intent classifier on your labelled messages (a text,label CSV)."""
+    from assistant.embeddings import build_embedder
+    from assistant.understanding.datasets import read_labelled_csv
+    from assistant.understanding.intent import IntentClassifier
+
     settings = get_settings()
     try:
         texts, labels = read_labelled_csv(data)
@@ -117,6 +119,11 @@ def intents_eval(
     as_json: JsonFlag = False,
 ) -> None:
     """Accuracy, macro-F1 and a per-label table on a labelled CSV (oos = out of scope)."""
+    from assistant.embeddings import build_embedder
+    from assistant.understanding.components import load_intent_classifier
+    from assistant.understanding.datasets import read_labelled_csv
+    from assistant.understanding.intent import IntentClassifier, evaluate
+
     settings = get_settings()
     taxonomy, policy = _taxonomy_and_policy(settings)
     try:
@@ -141,6 +148,12 @@ def intents_eval(
 @sentiment_app.command("eval")
 def sentiment_eval(data: DataOption, as_json: JsonFlag = False) -> None:
     """Accuracy, macro-F1 and macro-recall on a text,label CSV (negative/neutral/positive)."""
+    from assistant.embeddings import build_embedder
+    from assistant.understanding.datasets import read_labelled_csv
+    from assistant.understanding.sentiment import EMBEDDER_MODEL_ID as SENTIMENT_EMBEDDER_ID
+    from assistant.understanding.sentiment import SentimentAnalyzer
+    from assistant.understanding.sentiment import evaluate as evaluate_sentiment
+
     settings = get_settings()
     try:
         texts, labels = read_labelled_csv(

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from enum import StrEnum
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.markup import escape
@@ -21,9 +21,10 @@ from rich.text import Text
 from assistant.cli_console import err, out
 from assistant.config import Settings, get_settings
 from assistant.errors import AssistantError
-from assistant.storage.db import make_engine, migrate
-from assistant.storage.webhook_repo import DeliveryRecord, WebhookStore
-from assistant.webhooks import WebhookSender
+
+if TYPE_CHECKING:
+    from assistant.storage.webhook_repo import DeliveryRecord, WebhookStore
+    from assistant.webhooks import WebhookSender
 
 webhooks_app = typer.Typer(
     help="Outbound webhooks: the delivery log, delivery passes, retries and test sends.",
@@ -43,6 +44,9 @@ class DeliveryStatus(StrEnum):
 
 @contextmanager
 def _store() -> Iterator[WebhookStore]:
+    from assistant.storage.db import make_engine, migrate
+    from assistant.storage.webhook_repo import WebhookStore
+
     engine = make_engine(get_settings().resolved_database_url)
     try:
         migrate(engine)
@@ -62,6 +66,8 @@ def _sender(store: WebhookStore, settings: Settings, **kwargs: Any) -> WebhookSe
             "set ASSISTANT_WEBHOOK_SECRET first: signals carry customer data and are only "
             "sent signed"
         )
+    from assistant.webhooks import WebhookSender
+
     return WebhookSender.from_settings(store, settings, **kwargs)
 
 

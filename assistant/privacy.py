@@ -11,13 +11,15 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from assistant.config import Settings
 from assistant.errors import NotFound
-from assistant.kb.vectors import ChromaIndex
 from assistant.storage.privacy_repo import AuditRecord, PrivacyStore
 from assistant.storage.tables import utcnow
+
+if TYPE_CHECKING:  # Chroma is slow to import; `retention run` and `audit list` need none
+    from assistant.kb.vectors import ChromaIndex
 
 
 def subject_hash(ref: str) -> str:
